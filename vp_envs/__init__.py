@@ -1,0 +1,77 @@
+"""vp_envs: one Gymnasium contract over Meta-World (and, next, robosuite) with distribution-shift splits.
+
+>>> import vp_envs, gymnasium as gym
+>>> env = vp_envs.make("vp/metaworld-reach-v3", split="camera")          # or gym.make(...) with the same args
+>>> obs, info = env.reset(options={"episode": 0})                        # seeded by (task, split, episode)
+>>> expert = vp_envs.scripted_expert(env)
+>>> obs, reward, terminated, truncated, info = env.step(expert(obs, info))
+
+Ids are ``vp/<suite>-<task>``; :func:`list_envs` lists them and :func:`list_splits` the splits.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from vp_envs.experts import scripted_expert
+from vp_envs.rendering import RenderOptions
+from vp_envs.splits import episode_seed, list_splits, load_splits
+
+NAMESPACE = "vp"
+SUITES = ("metaworld",)
+
+__all__ = ["make", "list_envs", "list_splits", "scripted_expert", "episode_seed", "load_splits",
+           "parse_env_id", "RenderOptions", "NAMESPACE"]
+
+
+def _suite_tasks(suite: str) -> list[str]:
+    if suite == "metaworld":
+        from vp_envs.metaworld_env import list_tasks
+
+        return list_tasks()
+    raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+
+
+def list_envs(suite: str | None = None) -> list[str]:
+    """Every registered id (``vp/metaworld-reach-v3``, ...), optionally of one suite."""
+    suites = SUITES if suite is None else (suite,)
+    return [f"{NAMESPACE}/{s}-{t}" for s in suites for t in _suite_tasks(s)]
+
+
+def parse_env_id(env_id: str) -> tuple[str, str]:
+    """``"vp/metaworld-reach-v3"`` (or ``"metaworld-reach-v3"``) -> ``("metaworld", "reach-v3")``."""
+    name = env_id.split("/", 1)[1] if env_id.startswith(f"{NAMESPACE}/") else env_id
+    suite, _, task = name.partition("-")
+    if suite not in SUITES or task not in _suite_tasks(suite):
+        known = list_envs()
+        close = [k for k in known if task and task in k][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown env id {env_id!r}{hint}; known ids: {', '.join(known)}")
+    return suite, task
+
+
+def _entry_point(suite: str, task: str, **kwargs):
+    if suite == "metaworld":
+        from vp_envs.metaworld_env import MetaWorldEnv
+
+        return MetaWorldEnv(task, **kwargs)
+    raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+
+
+def make(env_id: str, split: str = "train", **kwargs):
+    """Make an env without Gymnasium's registry wrappers. Arguments as ``gymnasium.make``."""
+    suite, task = parse_env_id(env_id)
+    return _entry_point(suite, task, split=split, **kwargs)
+
+
+def register_all() -> None:
+    """Register every id with Gymnasium (done on import)."""
+    for env_id in list_envs():
+        if env_id in gym.registry:
+            continue
+        suite, task = parse_env_id(env_id)
+        gym.register(id=env_id, entry_point=_entry_point, kwargs={"suite": suite, "task": task},
+                     disable_env_checker=False)
+
+
+register_all()

@@ -1,0 +1,255 @@
+"""Meta-World v3 tasks behind the vp_envs contract."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from gymnasium import spaces
+
+from vp_envs.factors import apply_factors
+from vp_envs.rendering import RenderOptions, SceneRenderer
+from vp_envs.splits import episode_seed, load_splits
+
+SUITE = "metaworld"
+DEFAULT_CAMERAS = ("corner2",)
+# Where distractors may stand: the table area in front of the robot (metres, world frame).
+TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
+# Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
+ROBOT_ROOTS = ("base", "mocap")
+MAX_POSITION_REDRAWS = 100
+
+
+@functools.cache
+def task_instructions() -> dict[str, str]:
+    """Task name -> instruction sentence, from ``vp_envs/tasks/metaworld.yaml``."""
+    raw = yaml.safe_load((resources.files("vp_envs.tasks") / "metaworld.yaml").read_text())
+    return dict(raw["tasks"])
+
+
+def list_tasks() -> list[str]:
+    return list(task_instructions())
+
+
+def _geom_groups(model) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Sort visible geoms by role for the colour factors."""
+    robot_roots = {model.body(n).id for n in ROBOT_ROOTS}
+    robot_bodies = {b for b in range(model.nbody)
+                    if b in robot_roots or _ancestor_in(model, b, robot_roots)}
+    groups: dict[str, list[int]] = {k: [] for k in ("floor", "table", "background", "robot", "object")}
+    for g in range(model.ngeom):
+        body = model.geom_bodyid[g]
+        name = model.body(body).name
+        if body == 0:
+            groups["floor"].append(g)
+        elif name in ("tablelink", "RetainingWall"):  # the retaining wall is the table's rim
+            groups["table"].append(g)
+        elif body in robot_bodies:
+            groups["robot"].append(g)
+        else:
+            groups["object"].append(g)
+    arrays = {k: np.asarray(v, dtype=int) for k, v in groups.items()}
+    return arrays, np.unique(model.geom_bodyid[arrays["object"]])
+
+
+def _ancestor_in(model, body: int, roots: set[int]) -> bool:
+    while body != 0:
+        body = model.body_parentid[body]
+        if body in roots:
+            return True
+    return False
+
+
+class MetaWorldEnv(gym.Env):
+    """A Meta-World v3 task with pixels, a split and a seeded episode layout.
+
+    ## Action space
+    ``Box(-1, 1, (4,), float32)``: end-effector position delta (x, y, z; 1 = 1 cm per step) and gripper
+    effort (-1 open, +1 close). Meta-World's own convention, unchanged.
+
+    ## Observation space
+    ``Dict(pixels=Dict(<camera>: Box(0, 255, (H, W, 3), uint8)), state=Box(float32))``. Images are upright.
+    ``state`` is ``proprio`` (4-D: hand position, gripper opening) by default or ``full`` (Meta-World's 39-D
+    observation with the goal). With ``cameras=()`` there is no ``pixels`` key (state-only, fast).
+
+    ## Reward and episode end
+    Meta-World's v2 dense reward. ``terminated`` is True at success when ``terminate_on_success``;
+    ``truncated`` after ``max_episode_steps``.
+
+    ## Info
+    ``success`` (bool), ``instruction``, ``task``, ``split``, ``level``, ``seed`` and ``privileged_state``
+    (the 39-D full observation, for scripted experts and analysis, never for policies).
+
+    ## Starting state
+    ``reset(seed=s)`` draws object and goal positions from Meta-World's ranges (or the ``position`` split's
+    widened ones) with ``s``; ``reset(options={"episode": i})`` uses the split's seed for episode ``i``
+    (:func:`vp_envs.episode_seed`). Perceptual factors of the split are drawn from the same seed.
+
+    ## Arguments
+    task, split, level (graded shift size, 1-based; default from the split file), cameras, width, height,
+    state (``proprio`` | ``full``), max_episode_steps, terminate_on_success, render_options
+    (:class:`RenderOptions`), render_mode (``rgb_array`` returns the first camera's frame).
+
+    ## Version history
+    v3 ids follow Meta-World v3; the split file carries its own version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+    suite = SUITE
+
+    def __init__(self, task: str, split: str = "train", level: int | None = None,
+                 cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS, width: int = 64, height: int = 64,
+                 state: str = "proprio", max_episode_steps: int = 500, terminate_on_success: bool = False,
+                 render_options: RenderOptions | dict | None = None, render_mode: str | None = None):
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        tasks = task_instructions()
+        if task not in tasks:
+            raise ValueError(f"unknown Meta-World task {task!r}; known: {', '.join(tasks)}")
+        splits = load_splits(SUITE)
+        self.split_spec = splits.split(split)
+        splits.check_task(self.split_spec, task)
+        self.factors = self.split_spec.factors(level)
+        if state not in ("proprio", "full"):
+            raise ValueError(f"unknown state mode {state!r}; known: proprio, full")
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            raise ValueError(f"width and height must be positive ints; got {width!r} x {height!r}")
+        if int(max_episode_steps) <= 0:
+            raise ValueError(f"max_episode_steps must be positive; got {max_episode_steps!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unknown render_mode {render_mode!r}; known: rgb_array")
+        if isinstance(render_options, dict):
+            render_options = RenderOptions(**render_options)
+
+        self.task, self.split = task, split
+        self.level = self.split_spec.default_level if level is None else level
+        self.instruction = tasks[task]
+        self.cameras = tuple(cameras)
+        self.state_mode = state
+        self.max_episode_steps = int(max_episode_steps)
+        self.terminate_on_success = terminate_on_success
+        self.render_mode = render_mode
+
+        self._sim = ALL_V3_ENVIRONMENTS[task]()
+        self._sim._partially_observable = False  # the goal is part of the privileged state
+        self._sim.__dict__.pop("sawyer_observation_space", None)
+        self._sim._set_task_called = True
+        self._sim._freeze_rand_vec = False
+        self._sim.seeded_rand_vec = True
+        self._sim.max_path_length = max(self._sim.max_path_length, self.max_episode_steps)
+        self._train_space = (self._sim._random_reset_space.low.copy(),
+                             self._sim._random_reset_space.high.copy())
+        self._table_height = splits.table_height
+        self._geom_groups, self._object_bodies = _geom_groups(self._sim.model)
+        self._renderer = (SceneRenderer(self._sim.model, self._sim.data, self.cameras, width, height,
+                                        render_options or RenderOptions()) if self.cameras else None)
+
+        state_dim = 4 if state == "proprio" else 39
+        obs_spaces: dict[str, spaces.Space] = {
+            "state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
+        if self.cameras:
+            obs_spaces["pixels"] = spaces.Dict(
+                {c: spaces.Box(0, 255, (height, width, 3), np.uint8) for c in self.cameras})
+        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self._steps = 0
+        self._seed: int | None = None
+        self._full_obs = np.zeros(39)
+        self._last_frames: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "episode" in options:
+            seed = episode_seed(SUITE, self.task, self.split, int(options["episode"]))
+        elif seed is None:
+            seed = int(self.np_random.integers(2**32))
+        self._seed = int(seed)
+        self._full_obs = self._reset_sim(self._seed)
+        self._steps = 0
+        if self._renderer is not None:
+            self._renderer.reset_visuals()
+            scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
+                                         TABLE_REGION, self._avoid_points())
+            apply_factors(scene, self.factors, self._seed)
+            self._renderer.commit(scene)
+        return self._observation(), self._info(False)
+
+    def step(self, action):
+        if self._seed is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        if action.shape != (4,):
+            raise ValueError(f"Meta-World actions are 4-D (dx, dy, dz, gripper); got shape {action.shape}")
+        obs, reward, _, _, sim_info = self._sim.step(action)
+        self._full_obs = obs
+        self._steps += 1
+        success = bool(sim_info.get("success", 0.0) > 0)
+        terminated = success and self.terminate_on_success
+        truncated = self._steps >= self.max_episode_steps and not terminated
+        return self._observation(), float(reward), terminated, truncated, self._info(success)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if not self.cameras:
+            raise ValueError("render() needs at least one camera; this env was made with cameras=()")
+        return self._last_frames.get(self.cameras[0])
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._sim.close()
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _reset_sim(self, seed: int) -> np.ndarray:
+        sim = self._sim
+        position = self.factors.get("object_position")
+        if position is None:
+            sim.seed(seed)
+            obs, _ = sim.reset()
+            return obs
+        margin = float(position.get("margin_m", 0.05))
+        low, high = self._train_space
+        varied = high > low
+        sim._random_reset_space.low[:] = np.where(varied, low - margin, low)
+        sim._random_reset_space.high[:] = np.where(varied, high + margin, high)
+        # Redraw (deterministically) until at least one coordinate is outside the training range.
+        for attempt in range(MAX_POSITION_REDRAWS):
+            sim.seed((seed + attempt * 7919) % 2**32)
+            obs, _ = sim.reset()
+            vec = sim._last_rand_vec
+            if np.any((vec < low - 1e-9) | (vec > high + 1e-9)):
+                break
+        return obs
+
+    def _avoid_points(self) -> np.ndarray:
+        points = [self._sim.data.xpos[b] for b in self._object_bodies]
+        if self._sim._target_pos is not None:
+            points.append(np.asarray(self._sim._target_pos, dtype=np.float64))
+        return np.array(points).reshape(-1, 3)
+
+    def _observation(self) -> dict[str, Any]:
+        state = self._full_obs[:4] if self.state_mode == "proprio" else self._full_obs
+        obs: dict[str, Any] = {"state": np.asarray(state, dtype=np.float32)}
+        if self._renderer is not None:
+            self._last_frames = self._renderer.render(self._sim.data)
+            obs["pixels"] = self._last_frames
+        return obs
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {
+            "success": success,
+            "instruction": self.instruction,
+            "task": self.task,
+            "split": self.split,
+            "level": self.level,
+            "seed": self._seed,
+            "privileged_state": np.asarray(self._full_obs, dtype=np.float64).copy(),
+        }
