@@ -22,6 +22,7 @@ TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
 # Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
 ROBOT_ROOTS = ("base", "mocap")
 MAX_POSITION_REDRAWS = 100
+STATE_LIMIT = 10.0  # metres / unit quaternion entries never get near this
 
 
 @functools.cache
@@ -148,9 +149,13 @@ class MetaWorldEnv(gym.Env):
         self._renderer = (SceneRenderer(self._sim.model, self._sim.data, self.cameras, width, height,
                                         render_options or RenderOptions()) if self.cameras else None)
 
-        state_dim = 4 if state == "proprio" else 39
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
+        # Meta-World clips its observation to these bounds; unbounded entries (object poses) get a
+        # finite box far outside the workspace so the space is well-formed for normalisers.
+        bounds = self._sim.sawyer_observation_space
+        low = np.nan_to_num(bounds.low, neginf=-STATE_LIMIT).astype(np.float32)
+        high = np.nan_to_num(bounds.high, posinf=STATE_LIMIT).astype(np.float32)
+        n = 4 if state == "proprio" else 39
+        obs_spaces: dict[str, spaces.Space] = {"state": spaces.Box(low[:n], high[:n], dtype=np.float32)}
         if self.cameras:
             obs_spaces["pixels"] = spaces.Dict(
                 {c: spaces.Box(0, 255, (height, width, 3), np.uint8) for c in self.cameras})

@@ -79,6 +79,26 @@ def _close_all() -> None:
             pass
 
 
+_FORKED_AFTER_GL = False
+_ORPHANS: list = []
+
+
+def _forget_gl_after_fork() -> None:
+    # Mesa's EGL state does not survive fork: a child of a process that has rendered hangs on its first
+    # context. Keep the parent's renderers alive but unused (freeing them would touch the parent's
+    # display) and make the child's first render fail with a clear message instead of hanging.
+    global _FORKED_AFTER_GL
+    live = [r for r in list(_LIVE) if r._renderer is not None]
+    if live:
+        _FORKED_AFTER_GL = True
+        for renderer in live:
+            _ORPHANS.append(renderer._renderer)
+            renderer._renderer = None
+
+
+os.register_at_fork(after_in_child=_forget_gl_after_fork)
+
+
 def _register_close_at_exit() -> None:
     # MuJoCo registers eglTerminate at exit when it creates its first context; registering after that
     # makes ours run first (atexit is last-in, first-out).
@@ -115,17 +135,30 @@ class SceneRenderer:
         upright_cameras(self.model, self._data)
         self._pristine = {k: getattr(self.model, k).copy() for k in _EDITABLE}
         self._headlight = (np.array(self.model.vis.headlight.diffuse), np.array(self.model.vis.headlight.ambient))
-        self._renderer = mujoco.Renderer(self.model, height, width)
-        _register_close_at_exit()
-        flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = options.shadows
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = options.reflections
-        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = options.skybox
+        self.width, self.height, self.options = width, height, options
+        # The GL context is made on first use, not here: a process that only builds envs (as
+        # AsyncVectorEnv's parent does for its spaces) must not hold EGL state when it forks workers.
+        self._renderer: mujoco.Renderer | None = None
         self._cam_ids = [names.index(c) for c in cameras]
         self._extra: list[dict] = []
-        self._dirty_textures: set[int] = set()
+        self._edited_textures: set[int] = set()  # differ from the pristine model until reset_visuals
         self._pristine_tex = self.model.tex_data.copy()
         _LIVE.add(self)
+
+    def _gl(self) -> mujoco.Renderer:
+        if self._renderer is None:
+            if _FORKED_AFTER_GL:
+                raise RuntimeError(
+                    "this process was forked from one that had already rendered with EGL, which Mesa cannot "
+                    "continue in a child; start workers with gymnasium.vector.AsyncVectorEnv(..., "
+                    "context='spawn') (or 'forkserver'), or create the vector env before rendering")
+            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
+            _register_close_at_exit()
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.options.shadows
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.options.reflections
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = self.options.skybox
+        return self._renderer
 
     def reset_visuals(self) -> None:
         """Undo every perceptual factor: back to the model as loaded."""
@@ -134,19 +167,21 @@ class SceneRenderer:
         self.model.vis.headlight.diffuse[:] = self._headlight[0]
         self.model.vis.headlight.ambient[:] = self._headlight[1]
         self._extra = []
-        if self._dirty_textures:
+        if self._edited_textures:
             self.model.tex_data[:] = self._pristine_tex
-            self._upload_textures(self._dirty_textures)
-            self._dirty_textures = set()
+            self._upload_textures(self._edited_textures)
+            self._edited_textures = set()
 
     def commit(self, scene: VisualScene) -> None:
         """Make the factors applied to ``scene`` visible: render-only geoms and edited textures."""
         self._extra = list(scene.extra_geoms)
         if scene.dirty_textures:
             self._upload_textures(scene.dirty_textures)
-            self._dirty_textures |= scene.dirty_textures
+            self._edited_textures |= scene.dirty_textures
 
     def _upload_textures(self, textures: set[int]) -> None:
+        if self._renderer is None:
+            return  # a context, when made, uploads the model's textures as they are then
         self._renderer._gl_context.make_current()
         for t in sorted(textures):
             mujoco.mjr_uploadTexture(self.model, self._renderer._mjr_context, t)
@@ -164,12 +199,13 @@ class SceneRenderer:
         mine.mocap_quat[:] = data.mocap_quat
         mujoco.mj_kinematics(self.model, mine)
         mujoco.mj_camlight(self.model, mine)
+        renderer = self._gl()
         frames = {}
         for name, cam_id in zip(self.cameras, self._cam_ids):
-            self._renderer.update_scene(mine, camera=cam_id)
+            renderer.update_scene(mine, camera=cam_id)
             if self._extra:
-                self._add_extra(self._renderer.scene)
-            frames[name] = self._renderer.render()
+                self._add_extra(renderer.scene)
+            frames[name] = renderer.render()
         return frames
 
     def _add_extra(self, scene: mujoco.MjvScene) -> None:

@@ -1,0 +1,105 @@
+"""vp-data: the dataset format, action-free video, failure accounting, resume and corrupt files."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from vp_envs.datagen import generate, main
+from vp_envs.dataset import DatasetError, TaskFile, open_dataset
+
+TASKS = ["reach-v3", "button-press-topdown-v3"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    generate("metaworld", TASKS, "train", 2, out, size=32, max_steps=200, progress=False)
+    return out
+
+
+def test_dataset_layout_readable_with_plain_h5py(demo_dir):
+    manifest = json.loads((demo_dir / "manifest.json").read_text())
+    assert set(manifest["tasks"]) == set(TASKS)
+    assert manifest["split_file_version"] >= 1 and manifest["versions"]["metaworld"]
+    with h5py.File(demo_dir / "reach-v3.hdf5", "r") as f:
+        assert f.attrs["format"] == "vp-bench-dataset" and f.attrs["has_actions"]
+        assert f.attrs["instruction"] == "Reach the goal position with the gripper."
+        ep = f["data/ep_000000"]
+        n = ep["actions"].shape[0]
+        assert ep["obs/corner2"].shape == (n + 1, 32, 32, 3) and ep["obs/corner2"].dtype == np.uint8
+        assert ep["obs/corner2"].compression == "gzip"
+        assert ep["obs/state"].shape == (n + 1, 4) and ep["successes"][-1]
+        assert ep.attrs["seed"] > 0 and ep.attrs["success"]
+
+
+def test_demos_replay_to_the_same_states(demo_dir):
+    """Recorded actions replayed from the recorded seed reproduce the recorded states."""
+    import vp_envs
+
+    tf = TaskFile(demo_dir / "reach-v3.hdf5")
+    ep = tf.episode(1)
+    env = vp_envs.make("vp/metaworld-reach-v3", cameras=())
+    _, info = env.reset(seed=ep.seed)
+    np.testing.assert_allclose(info["privileged_state"], ep.privileged_state[0])
+    for t, action in enumerate(ep.actions):
+        _, _, _, _, info = env.step(action)
+    np.testing.assert_allclose(info["privileged_state"], ep.privileged_state[-1], atol=1e-8)
+    assert info["success"]
+    env.close()
+    tf.close()
+
+
+def test_action_free_video_has_no_actions(tmp_path):
+    generate("metaworld", ["drawer-open-v3"], "train", 1, tmp_path, size=24, drop_actions=True, progress=False)
+    files = open_dataset(tmp_path)
+    ep = files["drawer-open-v3"].episode(0)
+    assert ep.actions is None and ep.frames["corner2"].shape[0] == ep.num_steps + 1
+    assert not files["drawer-open-v3"].attrs["has_actions"]
+
+
+def test_failed_expert_episodes_are_counted_and_left_out(tmp_path):
+    # Five steps are too few for any expert: every episode fails.
+    generate("metaworld", ["pick-place-v3"], "train", 2, tmp_path / "a", size=16, max_steps=5,
+             max_attempts=3, progress=False)
+    row = json.loads((tmp_path / "a" / "manifest.json").read_text())["tasks"]["pick-place-v3"]
+    assert (row["episodes_tried"], row["episodes_kept"], row["expert_failures"]) == (3, 0, 3)
+    generate("metaworld", ["pick-place-v3"], "train", 2, tmp_path / "b", size=16, max_steps=5,
+             keep_failed=True, progress=False)
+    assert len(open_dataset(tmp_path / "b")["pick-place-v3"]) == 2
+
+
+def test_resume_skips_finished_tasks(tmp_path):
+    generate("metaworld", ["reach-v3"], "train", 1, tmp_path, size=16, progress=False)
+    first = os.stat(tmp_path / "reach-v3.hdf5").st_mtime_ns
+    generate("metaworld", ["reach-v3", "push-v3"], "train", 1, tmp_path, size=16, progress=False)
+    assert os.stat(tmp_path / "reach-v3.hdf5").st_mtime_ns == first  # not redone
+    assert set(open_dataset(tmp_path)) == {"reach-v3", "push-v3"}
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="made with other settings"):
+        generate("metaworld", ["reach-v3"], "train", 3, tmp_path, size=16, progress=False)
+
+
+def test_corrupt_and_missing_files_name_path_and_reason(tmp_path, demo_dir):
+    bad = tmp_path / "broken.hdf5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(DatasetError, match=f"cannot open dataset file {bad}"):
+        TaskFile(bad)
+    truncated = tmp_path / "truncated.hdf5"
+    truncated.write_bytes((demo_dir / "reach-v3.hdf5").read_bytes()[:3000])
+    with pytest.raises(DatasetError, match=str(truncated)):
+        TaskFile(truncated)
+    with pytest.raises(DatasetError, match="manifest.json is missing"):
+        open_dataset(tmp_path)
+    (tmp_path / "manifest.json").write_text("{oops")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        open_dataset(tmp_path)
+
+
+def test_cli_rejects_unknown_task_and_split(tmp_path, capsys):
+    assert main(["--tasks", "pick-plce-v3", "--out", str(tmp_path)]) == 2
+    assert "unknown metaworld task 'pick-plce-v3'; known: all, held_out" in capsys.readouterr().err
+    assert main(["--tasks", "reach-v3", "--split", "camra", "--out", str(tmp_path)]) == 2
+    assert "unknown split 'camra'" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""Ids, registration with Gymnasium, the env contract and clear errors for bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import vp_envs
+
+ALL_IDS = vp_envs.list_envs()
+
+
+def test_all_fifty_metaworld_tasks_are_listed():
+    ids = vp_envs.list_envs("metaworld")
+    assert len(ids) == 50 and len(set(ids)) == 50
+    assert "vp/metaworld-pick-place-v3" in ids
+    assert all(i in gym.registry for i in ids)
+
+
+def test_splits_listed():
+    assert vp_envs.list_splits("metaworld") == [
+        "train", "test", "camera", "lighting", "texture", "distractor", "position", "new_task"]
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_check_env(env_id):
+    env = gym.make(env_id, width=24, height=24, render_mode="rgb_array")
+    try:
+        check_env(env.unwrapped)
+    finally:
+        env.close()
+
+
+def test_contract_obs_action_info(make_env):
+    env = make_env("vp/metaworld-pick-place-v3", split="camera", cameras=("corner2", "corner3"),
+                   width=40, height=30)
+    obs, info = env.reset(options={"episode": 3})
+    assert set(obs) == {"pixels", "state"}
+    assert obs["pixels"]["corner2"].shape == (30, 40, 3) and obs["pixels"]["corner2"].dtype == np.uint8
+    assert obs["state"].dtype == np.float32 and obs["state"].shape == (4,)
+    assert env.action_space.shape == (4,) and env.action_space.low.min() == -1
+    for key in ("success", "instruction", "task", "split", "privileged_state", "seed"):
+        assert key in info
+    assert info["task"] == "pick-place-v3" and info["split"] == "camera"
+    assert info["instruction"].endswith(".") and len(info["instruction"].split()) >= 4
+    assert info["seed"] == vp_envs.episode_seed("metaworld", "pick-place-v3", "camera", 3)
+    _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert isinstance(reward, float) and info["success"] in (True, False)
+
+
+def test_state_only_and_full_state(make_env):
+    env = make_env("vp/metaworld-reach-v3", cameras=(), state="full")
+    obs, info = env.reset(seed=1)
+    assert set(obs) == {"state"} and obs["state"].shape == (39,)
+    np.testing.assert_allclose(obs["state"], info["privileged_state"], atol=1e-5)
+
+
+def test_truncation_at_max_steps(make_env):
+    env = make_env("vp/metaworld-reach-v3", cameras=(), max_episode_steps=3)
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(4))[3] for _ in range(3)]
+    assert flags == [False, False, True]
+
+
+@pytest.mark.parametrize("env_id, kwargs, message", [
+    ("vp/metaworld-pick-plce-v3", {}, "unknown env id 'vp/metaworld-pick-plce-v3'"),
+    ("vp/metaworld-reach-v3", {"split": "camra"}, "unknown split 'camra' for suite 'metaworld'; known: train, test, camera"),
+    ("vp/metaworld-reach-v3", {"split": "new_task"}, "only applies to the held-out tasks"),
+    ("vp/metaworld-reach-v3", {"split": "camera", "level": 9}, "has levels 1..4"),
+    ("vp/metaworld-reach-v3", {"cameras": ("nope",)}, "unknown camera 'nope'; this model has: topview, corner"),
+    ("vp/metaworld-reach-v3", {"state": "pixels"}, "unknown state mode 'pixels'; known: proprio, full"),
+    ("vp/metaworld-reach-v3", {"width": 0}, "width and height must be positive"),
+    ("vp/metaworld-reach-v3", {"render_mode": "human"}, "unknown render_mode 'human'"),
+    ("vp/robosuite-Lift", {}, "known ids: vp/metaworld-assembly-v3"),
+])
+def test_clear_errors(env_id, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        vp_envs.make(env_id, **kwargs)
+
+
+def test_gymnasium_make_takes_split():
+    env = gym.make("vp/metaworld-drawer-open-v3", split="new_task", width=24, height=24)
+    obs, info = env.reset(options={"episode": 0})
+    assert info["split"] == "new_task"
+    env.close()
+
+
+def test_bad_action_shape(make_env):
+    env = make_env("vp/metaworld-reach-v3", cameras=())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="4-D"):
+        env.step(np.zeros(7))

@@ -1,0 +1,85 @@
+"""The fast renderer: upright images, several envs in one process, options."""
+
+import mujoco
+import numpy as np
+import pytest
+
+import vp_envs
+from vp_envs.rendering import RenderOptions, SceneRenderer
+
+from conftest import frame
+
+SIDE_CAMERAS = ["corner", "corner2", "corner3", "corner4"]  # Meta-World's cameras that see a horizon
+
+
+def _marker_rows(img: np.ndarray, colour: int) -> float:
+    """Mean image row of pixels that are pure red (colour=0) or pure blue (colour=2)."""
+    others = [c for c in range(3) if c != colour]
+    mask = (img[..., colour] > 200) & (img[..., others[0]] < 40) & (img[..., others[1]] < 40)
+    assert mask.sum() > 0, "marker not visible"
+    return float(np.nonzero(mask)[0].mean())
+
+
+@pytest.mark.parametrize("camera", SIDE_CAMERAS)
+def test_images_are_upright(make_env, camera):
+    """A red marker 40 cm above a blue one must appear above it in the image (row index smaller)."""
+    env = make_env("vp/metaworld-reach-v3", cameras=(camera,), width=96, height=96)
+    env.reset(seed=0)
+    sim = env.unwrapped._sim
+    renderer = SceneRenderer(sim.model, sim.data, (camera,), 96, 96)
+    # Place both markers in front of the camera, 0.5-0.9 m along its optical axis.
+    cam = renderer.model.camera(camera).id
+    mujoco.mj_kinematics(renderer.model, renderer._data)
+    mujoco.mj_camlight(renderer.model, renderer._data)
+    pos = renderer._data.cam_xpos[cam]
+    forward = -renderer._data.cam_xmat[cam].reshape(3, 3)[:, 2]
+    centre = pos + 0.7 * forward
+    lo, hi = centre - [0, 0, 0.03], centre + [0, 0, 0.03]
+    renderer._extra = [
+        dict(type=int(mujoco.mjtGeom.mjGEOM_SPHERE), size=np.array([0.012] * 3), pos=hi,
+             rgba=np.array([1, 0, 0, 1], np.float32)),
+        dict(type=int(mujoco.mjtGeom.mjGEOM_SPHERE), size=np.array([0.012] * 3), pos=lo,
+             rgba=np.array([0, 0, 1, 1], np.float32)),
+    ]
+    renderer.model.light_diffuse[:] = 0  # flat markers: pure colours, easy to find
+    renderer.model.vis.headlight.ambient[:] = 1
+    renderer.model.vis.headlight.diffuse[:] = 0
+    img = renderer.render(sim.data)[camera]
+    renderer.close()
+    assert _marker_rows(img, 0) < _marker_rows(img, 2)
+
+
+def test_several_envs_in_one_process_render_like_one_alone(make_env):
+    """Interleaved rendering of different tasks gives the same frames as each env alone."""
+    alone = {}
+    for task in ("pick-place-v3", "drawer-open-v3"):
+        env = make_env(f"vp/metaworld-{task}", width=48, height=48)
+        alone[task] = frame(env.reset(options={"episode": 0})[0])
+        env.close()
+    a = make_env("vp/metaworld-pick-place-v3", width=48, height=48)
+    b = make_env("vp/metaworld-drawer-open-v3", width=48, height=48)
+    fa = frame(a.reset(options={"episode": 0})[0])
+    fb = frame(b.reset(options={"episode": 0})[0])
+    fa2 = frame(a.reset(options={"episode": 0})[0])
+    np.testing.assert_array_equal(fa, alone["pick-place-v3"])
+    np.testing.assert_array_equal(fb, alone["drawer-open-v3"])
+    np.testing.assert_array_equal(fa2, alone["pick-place-v3"])
+
+
+def test_render_options_change_pixels_not_state(make_env):
+    fast = make_env("vp/metaworld-pick-place-v3", width=48, height=48)
+    slow = make_env("vp/metaworld-pick-place-v3", width=48, height=48,
+                    render_options=dict(shadows=True, msaa_samples=4, reflections=True))
+    of, i_f = fast.reset(options={"episode": 0})
+    os_, i_s = slow.reset(options={"episode": 0})
+    np.testing.assert_array_equal(i_f["privileged_state"], i_s["privileged_state"])
+    assert not np.array_equal(frame(of), frame(os_))
+    with pytest.raises(ValueError, match="msaa_samples must be one of"):
+        RenderOptions(msaa_samples=3)
+
+
+def test_render_mode_rgb_array_returns_first_camera(make_env):
+    env = make_env("vp/metaworld-reach-v3", render_mode="rgb_array", cameras=("corner3", "corner2"))
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(env.render(), obs["pixels"]["corner3"])
+    assert vp_envs.make("vp/metaworld-reach-v3", cameras=()).render() is None
