@@ -4,6 +4,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# One intra-op thread: the tiny test models gain nothing from two, and two threads spinning against the
+# renderer and worker processes on a 2-core machine slow everything down.
+torch.set_num_threads(1)
 
 import vp_envs  # noqa: E402
 

@@ -7,7 +7,12 @@ from gymnasium.utils.env_checker import check_env
 
 import vp_envs
 
-ALL_IDS = vp_envs.list_envs()
+ALL_IDS = vp_envs.list_envs("metaworld")  # robosuite ids: tests/test_robosuite.py
+
+
+def test_suites_listed():
+    assert vp_envs.list_envs("robosuite") == [f"vp/robosuite-{t}" for t in ("Lift", "Stack", "PickPlaceCan", "Door")]
+    assert len(vp_envs.list_envs()) == 54
 
 
 def test_all_fifty_metaworld_tasks_are_listed():
@@ -71,7 +76,7 @@ def test_truncation_at_max_steps(make_env):
     ("vp/metaworld-reach-v3", {"state": "pixels"}, "unknown state mode 'pixels'; known: proprio, full"),
     ("vp/metaworld-reach-v3", {"width": 0}, "width and height must be positive"),
     ("vp/metaworld-reach-v3", {"render_mode": "human"}, "unknown render_mode 'human'"),
-    ("vp/robosuite-Lift", {}, "known ids: vp/metaworld-assembly-v3"),
+    ("vp/robosuite-Lfit", {}, "known ids: vp/metaworld-assembly-v3"),
 ])
 def test_clear_errors(env_id, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -100,7 +100,7 @@ def test_split_file_errors_are_clear():
         _parse(bad, "bad.yaml")
     with pytest.raises(ValueError, match="malformed split file bad.yaml"):
         _parse({"suite": "metaworld"}, "bad.yaml")
-    with pytest.raises(ValueError, match="unknown suite 'nope'; known: metaworld"):
+    with pytest.raises(ValueError, match="unknown suite 'nope'; known: metaworld, robosuite"):
         load_splits("nope")
 
 

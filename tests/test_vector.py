@@ -6,7 +6,7 @@ import pytest
 
 import vp_envs
 
-ALL_IDS = vp_envs.list_envs()
+ALL_IDS = vp_envs.list_envs("metaworld")  # robosuite ids: tests/test_robosuite.py
 CHUNK = 10  # workers per vector env: all 50 ids in 5 vector envs keeps process start-up bounded
 # This test process renders in other tests, and Mesa's EGL cannot continue in a forked child: spawn.
 CONTEXT = "spawn"

@@ -1,4 +1,4 @@
-"""vp_envs: one Gymnasium contract over Meta-World (and, next, robosuite) with distribution-shift splits.
+"""vp_envs: one Gymnasium contract over Meta-World and robosuite with distribution-shift splits.
 
 >>> import vp_envs, gymnasium as gym
 >>> env = vp_envs.make("vp/metaworld-reach-v3", split="camera")          # or gym.make(...) with the same args
@@ -18,7 +18,7 @@ from vp_envs.rendering import RenderOptions
 from vp_envs.splits import episode_seed, list_splits, load_splits
 
 NAMESPACE = "vp"
-SUITES = ("metaworld",)
+SUITES = ("metaworld", "robosuite")
 
 __all__ = ["make", "list_envs", "list_splits", "scripted_expert", "episode_seed", "load_splits",
            "parse_env_id", "RenderOptions", "NAMESPACE"]
@@ -29,6 +29,10 @@ def _suite_tasks(suite: str) -> list[str]:
         from vp_envs.metaworld_env import list_tasks
 
         return list_tasks()
+    if suite == "robosuite":
+        from vp_envs.robosuite_env import list_tasks as robosuite_tasks
+
+        return robosuite_tasks()
     raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
 
 
@@ -55,6 +59,10 @@ def _entry_point(suite: str, task: str, **kwargs):
         from vp_envs.metaworld_env import MetaWorldEnv
 
         return MetaWorldEnv(task, **kwargs)
+    if suite == "robosuite":
+        from vp_envs.robosuite_env import RobosuiteEnv
+
+        return RobosuiteEnv(task, **kwargs)
     raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
 
 

@@ -38,4 +38,8 @@ def scripted_expert(env) -> Expert:
     suite = getattr(base, "suite", None)
     if suite == "metaworld":
         return _metaworld_expert(base.task)
+    if suite == "robosuite":
+        from vp_envs.robosuite_experts import robosuite_expert
+
+        return robosuite_expert(base.task)
     raise ValueError(f"no scripted experts for {type(base).__name__}; is it a vp_envs env?")

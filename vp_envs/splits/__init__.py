@@ -25,7 +25,7 @@ import yaml
 
 from vp_envs.factors import FACTORS
 
-SUITES = ("metaworld",)
+SUITES = ("metaworld", "robosuite")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""vp_agent: policy interface, training, save/load, resume after a kill, clear checkpoint errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vp_envs
+from vp_agent import CheckpointError, load_policy, make_policy
+from vp_agent.data import DemoDataset
+from vp_agent.text import make_text_encoder
+from vp_agent.train import _batch
+from vp_envs.datagen import generate
+
+TINY = {
+    "bc": dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=32, hidden_dims=[64], crop=28),
+    "diffusion": dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=32, down_dims=[16, 32],
+                      horizon=8, n_action_steps=4, crop=28, num_inference_steps=4),
+}
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("agent_demos")
+    generate("metaworld", ["reach-v3", "button-press-topdown-v3"], "train", 2, out, size=32, progress=False)
+    return out
+
+
+def _dataset(demos, name):
+    cfg = TINY[name]
+    ds = DemoDataset([demos], n_obs=2 if name == "diffusion" else 1, horizon=cfg.get("horizon", 1))
+    return ds
+
+
+def _policy(demos, name):
+    ds = _dataset(demos, name)
+    torch.manual_seed(0)
+    policy = make_policy(name, TINY[name], ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    return policy, ds
+
+
+def test_dataset_windows(demos):
+    ds = DemoDataset([demos], n_obs=2, horizon=8)
+    item = ds[0]  # the first step of an episode: the history repeats the first frame
+    assert item["image"].shape == (2, 3, 32, 32) and item["image"].dtype == torch.uint8
+    assert torch.equal(item["image"][0], item["image"][1])
+    assert item["action"].shape == (8, 4) and item["action_is_pad"].shape == (8,)
+    assert set(ds.instructions) == {"Reach the goal position with the gripper.", "Press the button from the top."}
+    assert item["action"].abs().max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["bc", "diffusion"])
+def test_training_steps_lower_the_loss_on_a_fixed_batch(demos, name):
+    policy, ds = _policy(demos, name)
+    torch.manual_seed(1)
+    batch = _batch(ds, torch.arange(0, len(ds), max(1, len(ds) // 8))[:8], "cpu")
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+
+    def loss():
+        torch.manual_seed(2)  # the same noise and crops each time: the batch is really fixed
+        return policy(batch)["loss"]
+
+    before = loss().item()
+    for _ in range(25):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.7 * before
+
+
+@pytest.mark.parametrize("name", ["bc", "diffusion"])
+def test_save_load_gives_identical_actions(demos, name, tmp_path):
+    policy, _ = _policy(demos, name)
+    policy.eval()
+    policy.save(tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt")
+    env = vp_envs.make("vp/metaworld-reach-v3", width=32, height=32)
+    obs, info = env.reset(options={"episode": 0})
+    torch.manual_seed(5)
+    a = policy.act(obs, info)
+    torch.manual_seed(5)
+    b = loaded.act(obs, info)
+    np.testing.assert_array_equal(a, b)
+    env.close()
+
+
+def test_receding_horizon_and_batched_act(demos):
+    policy, _ = _policy(demos, "diffusion")
+    policy.eval()
+    calls = []
+    inner = policy.predict_action_chunk
+    policy.predict_action_chunk = lambda batch: (calls.append(len(batch["state"])), inner(batch))[1]
+    env = vp_envs.make("vp/metaworld-reach-v3", width=32, height=32)
+    obs, info = env.reset(options={"episode": 0})
+    for _ in range(9):  # 4 actions executed per chunk -> chunks at steps 0, 4, 8
+        obs, *_, info = env.step(policy.act(obs, info))
+    assert calls == [1, 1, 1]
+    batch_obs = {"state": np.stack([obs["state"]] * 3), "pixels": {"corner2": np.stack([obs["pixels"]["corner2"]] * 3)}}
+    policy.reset()
+    actions = policy.act(batch_obs, {"instruction": np.array([info["instruction"]] * 3)})
+    assert actions.shape == (3, 4) and calls[-1] == 3  # one batched call for three envs
+    env.close()
+
+
+def test_checkpoint_errors_name_path_and_reason(demos, tmp_path):
+    policy, _ = _policy(demos, "bc")
+    ckpt = tmp_path / "ckpt"
+    policy.save(ckpt)
+    with pytest.raises(CheckpointError, match="checkpoint directory .*nowhere does not exist"):
+        load_policy(tmp_path / "nowhere")
+    (ckpt / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="not a policy checkpoint: model.safetensors is missing"):
+        load_policy(ckpt)
+    policy.save(ckpt)
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["config"]["hidden_dims"] = [128]
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not match the bc config"):
+        load_policy(ckpt)
+    policy.save(ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match=f"{ckpt}/model.safetensors is unreadable"):
+        load_policy(ckpt)
+    policy.save(ckpt)
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_policy(ckpt)
+    with pytest.raises(ValueError, match="unknown policy 'bcc'; known: bc, diffusion"):
+        make_policy("bcc", {}, None, 4, 4)
+
+
+def _train_cmd(demos, out, steps):
+    args = [f"{k}={v}".replace(" ", "") for k, v in TINY["bc"].items()]
+    return [sys.executable, "-m", "vp_agent.train", "policy=bc", f"data=[{demos}]", f"steps={steps}",
+            "batch_size=8", "save_every=5", "log_every=5", f"out_dir={out}", "threads=1",
+            *[f"policy.config.{a}" for a in args]]
+
+
+def test_resume_after_kill_continues_exactly(demos, tmp_path):
+    """Kill a training run after its first checkpoint; the resumed run ends with the same weights as
+    an uninterrupted one (batches and noise are seeded by step)."""
+    env = {**os.environ, "VP_BENCH_CACHE": str(tmp_path / "cache")}
+    full = tmp_path / "full"
+    subprocess.run(_train_cmd(demos, full, 20), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(demos, killed, 20), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = killed / "checkpoints" / "last" / "training_state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_step = torch.load(state, weights_only=False)["step"]
+    assert saved_step < 20, "the run finished before it could be killed; make it longer"
+    subprocess.run(_train_cmd(demos, killed, 20), check=True, env=env, capture_output=True)
+    a = load_file(str(full / "checkpoints" / "last" / "model.safetensors"))
+    b = load_file(str(killed / "checkpoints" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    logged = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
+    assert logged[-1] == 20
+
+
+def test_minilm_text_encoder_from_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path))
+    enc = make_text_encoder("minilm")
+    emb = enc.encode(["Pull the drawer open.", "Open the drawer by pulling it.", "Press the button from the top."])
+    assert emb.shape == (3, 384)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]  # paraphrases are closer than different tasks
+    assert list((tmp_path / "text" / "minilm").glob("*.npy"))  # cached on disk
+    with pytest.raises(ValueError, match="unknown text encoder 'clip'; known: minilm, hashing"):
+        make_text_encoder("clip")

@@ -1,0 +1,139 @@
+"""Training data for policies: windows of observations and action chunks from vp_envs datasets.
+
+A sample at step ``t`` of an episode (``n_obs`` observation steps, ``horizon`` action steps)::
+
+    observation steps   t-n_obs+1 ... t            (clamped to the first frame at the episode start)
+    action steps        t-n_obs+1 ... t-n_obs+horizon   (past the end: the last action, flagged as pad)
+
+which is Diffusion Policy's window: the chunk starts with the actions taken alongside the observation
+history, and the policy executes from index ``n_obs-1``. With ``n_obs=horizon=1`` it is plain BC's
+(observation t, action t).
+
+Episodes are decoded into memory once (a 25-demo, 5-task, 64x64 dataset is about 150 MB) so the loader
+never decompresses in the training loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vp_envs.dataset import DatasetError, open_dataset
+
+
+@dataclass
+class MinMax:
+    """Per-dimension range used to scale a quantity to [-1, 1]."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    def normalize(self, x):
+        low, span = self._tensors(x)
+        return (x - low) / span * 2 - 1
+
+    def unnormalize(self, x):
+        low, span = self._tensors(x)
+        return (x + 1) / 2 * span + low
+
+    def _tensors(self, x):
+        span = np.maximum(self.high - self.low, 1e-6)  # constant dimensions map to -1, not NaN
+        if isinstance(x, torch.Tensor):
+            return (torch.as_tensor(self.low, dtype=x.dtype, device=x.device),
+                    torch.as_tensor(span, dtype=x.dtype, device=x.device))
+        return self.low, span
+
+    def to_dict(self) -> dict:
+        return {"low": self.low.tolist(), "high": self.high.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MinMax":
+        return cls(np.asarray(d["low"], np.float32), np.asarray(d["high"], np.float32))
+
+
+class DemoDataset(torch.utils.data.Dataset):
+    """Windows of (images, state, instruction, action chunk) from one or more dataset directories.
+
+    Args:
+        roots: dataset directories written by ``vp-data``.
+        camera: camera key to read.
+        n_obs: observation steps per sample.
+        horizon: action steps per sample.
+        tasks: keep only these tasks (default: all in the datasets).
+    """
+
+    def __init__(self, roots: list[str | Path], camera: str = "corner2", n_obs: int = 1, horizon: int = 1,
+                 tasks: list[str] | None = None):
+        self.camera, self.n_obs, self.horizon = camera, n_obs, horizon
+        self.frames, self.states, self.actions, self.text_ids = [], [], [], []
+        self.instructions: list[str] = []
+        self.manifests: dict[str, dict] = {}
+        for root in roots:
+            root = Path(root)
+            for task, tf in open_dataset(root).items():
+                if tasks is not None and task not in tasks:
+                    continue
+                if not tf.attrs.get("has_actions", True):
+                    raise DatasetError(f"{tf.path} is action-free video; a policy needs actions")
+                if camera not in tf.attrs["cameras"]:
+                    raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {camera!r}")
+                instruction = str(tf.attrs["instruction"])
+                if instruction not in self.instructions:
+                    self.instructions.append(instruction)
+                for i in range(len(tf)):
+                    ep = tf.episode(i)
+                    self.frames.append(ep.frames[camera])
+                    self.states.append(ep.state.astype(np.float32))
+                    self.actions.append(ep.actions.astype(np.float32))
+                    self.text_ids.append(self.instructions.index(instruction))
+                tf.close()
+            self.manifests[str(root)] = json.loads((root / "manifest.json").read_text())
+        if not self.actions:
+            raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}"
+                               + (f" for tasks {tasks}" if tasks else ""))
+        self.index = [(e, t) for e, a in enumerate(self.actions) for t in range(len(a))]
+        all_actions = np.concatenate(self.actions)
+        all_states = np.concatenate(self.states)
+        self.stats = {"action": MinMax(all_actions.min(0), all_actions.max(0)),
+                      "state": MinMax(all_states.min(0), all_states.max(0))}
+        self.text_emb: torch.Tensor | None = None
+
+    @property
+    def state_dim(self) -> int:
+        return self.states[0].shape[1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.actions[0].shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.frames[0].shape[1:]
+
+    def set_text_embeddings(self, emb: np.ndarray) -> None:
+        """Embeddings of ``self.instructions`` (row i for instruction i)."""
+        self.text_emb = torch.as_tensor(emb, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, t = self.index[i]
+        T = len(self.actions[e])
+        obs_t = np.clip(np.arange(t - self.n_obs + 1, t + 1), 0, T)
+        act_t = np.arange(t - self.n_obs + 1, t - self.n_obs + 1 + self.horizon)
+        pad = act_t >= T
+        act_t = np.clip(act_t, 0, T - 1)
+        item = {
+            "image": torch.from_numpy(self.frames[e][obs_t]).permute(0, 3, 1, 2),  # (n_obs, 3, H, W) uint8
+            "state": self.stats["state"].normalize(torch.from_numpy(self.states[e][obs_t])),
+            "action": self.stats["action"].normalize(torch.from_numpy(self.actions[e][act_t])),
+            "action_is_pad": torch.from_numpy(pad),
+        }
+        if self.text_emb is not None:
+            item["text"] = self.text_emb[self.text_ids[e]]
+        return item

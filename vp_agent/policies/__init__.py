@@ -1,0 +1,1 @@
+"""Policies, one folder each (``configuration_<name>.py`` + ``modeling_<name>.py``), one interface."""

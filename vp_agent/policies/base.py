@@ -1,0 +1,177 @@
+"""The interface every policy implements, and what they share: observation handling, the action queue
+(chunking with a receding horizon), normalisation, and save / load.
+
+Every policy is called like a scripted expert: ``action = policy.act(obs, info)``, with one env's
+observation or a batch from a vector env (leading batch dimension, ``info["instruction"]`` an array).
+Internally a policy predicts a chunk of ``horizon`` actions from ``n_obs`` observation steps and executes
+``n_action_steps`` of them before it predicts again::
+
+    observation steps   |o|o|                        n_obs = 2 (the last two observations)
+    predicted actions   |a|a|a|a|a|a|a|a|...|a|      horizon = 16, starting with the action at the first
+    executed actions      |e|e|e|e|e|e|e|e|          observation step; execution starts at index n_obs-1
+                                                     and runs for n_action_steps = 8, then replan
+
+(with ``n_obs = horizon = n_action_steps = 1`` this is plain per-step BC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vp_agent.data import MinMax
+from vp_agent.text import make_text_encoder
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded; the message names the path and the reason."""
+
+
+class Policy(nn.Module):
+    """Base class. Subclasses set ``name`` and ``config_class`` and implement ``predict_action_chunk``
+    (normalised batch -> normalised (B, horizon, A) actions) and ``forward`` (batch -> {"loss": ...})."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config, stats: dict[str, MinMax], state_dim: int, action_dim: int):
+        super().__init__()
+        self.config = config
+        self.stats = stats
+        self.state_dim, self.action_dim = state_dim, action_dim
+        self.text_encoder = make_text_encoder(config.text_encoder)
+        self._history: list[deque] = []
+        self._queues: list[deque] = []
+
+    # ------------------------------------------------------------------------------------ to implement
+    def predict_action_chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------------------------- acting
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def reset(self, slots: list[int] | None = None) -> None:
+        """Forget observation history and queued actions (of some batch slots, or all)."""
+        if slots is None:
+            self._history, self._queues = [], []
+            return
+        for i in slots:
+            if i < len(self._queues):
+                self._history[i].clear()
+                self._queues[i].clear()
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        """Next action(s) for one env (obs without batch dim) or a batch of envs."""
+        single = np.asarray(obs["state"]).ndim == 1
+        if single:
+            obs = {"state": obs["state"][None], "pixels": {k: v[None] for k, v in obs["pixels"].items()}}
+            info = {"instruction": [info["instruction"]]}
+        batch_size = len(obs["state"])
+        while len(self._queues) < batch_size:
+            self._history.append(deque(maxlen=self.config.n_obs))
+            self._queues.append(deque())
+        image = obs["pixels"][self.config.camera]
+        for i in range(batch_size):
+            self._history[i].append((image[i], np.asarray(obs["state"][i], np.float32)))
+            while len(self._history[i]) < self.config.n_obs:  # episode start: repeat the first frame
+                self._history[i].appendleft(self._history[i][0])
+        need = [i for i in range(batch_size) if not self._queues[i]]
+        if need:
+            chunk = self.predict_action_chunk(self._make_batch(need, [info["instruction"][i] for i in need]))
+            actions = self.stats["action"].unnormalize(chunk).cpu().numpy()
+            start = self.config.n_obs - 1
+            for row, i in enumerate(need):
+                self._queues[i].extend(actions[row, start:start + self.config.n_action_steps])
+        out = np.stack([self._queues[i].popleft() for i in range(batch_size)]).astype(np.float32)
+        return out[0] if single else out
+
+    def _make_batch(self, slots: list[int], instructions: list[str]) -> dict[str, torch.Tensor]:
+        images = np.stack([[h[0] for h in self._history[i]] for i in slots])  # (B, n_obs, H, W, 3)
+        states = np.stack([[h[1] for h in self._history[i]] for i in slots])
+        return {
+            "image": torch.from_numpy(images).permute(0, 1, 4, 2, 3).to(self.device),
+            "state": self.stats["state"].normalize(torch.from_numpy(states)).to(self.device),
+            "text": torch.from_numpy(self.text_encoder.encode([str(s) for s in instructions])).to(self.device),
+        }
+
+    # ------------------------------------------------------------------------------------ save / load
+    def save(self, directory: str | Path, extra: dict | None = None, extra_files: dict | None = None) -> None:
+        """Write config.json, model.safetensors and stats.json to ``directory`` atomically.
+
+        ``extra_files`` maps file names to callables that write them (given the path) before the
+        directory is swapped in, so a checkpoint is always complete or absent.
+        """
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        meta = {"format": CHECKPOINT_FORMAT, "policy": self.name, "config": dataclasses.asdict(self.config),
+                "state_dim": self.state_dim, "action_dim": self.action_dim, **(extra or {})}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / "stats.json").write_text(json.dumps({k: v.to_dict() for k, v in self.stats.items()}))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        for fname, write in (extra_files or {}).items():
+            write(tmp / fname)
+        if directory.exists():
+            old = directory.with_name(directory.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+
+
+def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
+    """Load any policy saved with :meth:`Policy.save`; errors name the path and what is wrong."""
+    from vp_agent.policies import registry
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    for name in ("config.json", "stats.json", "model.safetensors"):
+        if not (directory / name).exists():
+            raise CheckpointError(f"{directory} is not a policy checkpoint: {name} is missing")
+    try:
+        meta = json.loads((directory / "config.json").read_text())
+        stats = {k: MinMax.from_dict(v) for k, v in json.loads((directory / "stats.json").read_text()).items()}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{directory}: config.json or stats.json is corrupt: {exc}") from exc
+    if meta.get("policy") not in registry.POLICIES:
+        raise CheckpointError(f"{directory}: unknown policy {meta.get('policy')!r}; "
+                              f"known: {', '.join(registry.POLICIES)}")
+    cls = registry.POLICIES[meta["policy"]]
+    try:
+        config = cls.config_class(**meta["config"])
+    except TypeError as exc:
+        raise CheckpointError(f"{directory}: config does not fit {cls.config_class.__name__}: {exc}") from exc
+    policy = cls(config, stats, meta["state_dim"], meta["action_dim"])
+    try:
+        weights = load_file(str(directory / "model.safetensors"), device=device)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise CheckpointError(f"{directory}/model.safetensors is unreadable: {exc}") from exc
+    try:
+        policy.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{directory}/model.safetensors does not match the {cls.name} config: "
+                              f"{str(exc).splitlines()[0]}") from exc
+    return policy.to(device).eval()

@@ -1,0 +1,50 @@
+"""Behaviour cloning: image encoder + state + task embedding -> MLP -> action(s), regression loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vp_agent.policies.base import Policy
+from vp_agent.policies.bc.configuration_bc import BCConfig
+from vp_agent.policies.modules import ImageEncoder, center_crop, random_crop
+
+
+class BCPolicy(Policy):
+    """robomimic-style BC over pixels, state and the task sentence (see :class:`BCConfig`)."""
+
+    name = "bc"
+    config_class = BCConfig
+
+    def __init__(self, config: BCConfig, stats, state_dim: int, action_dim: int):
+        super().__init__(config, stats, state_dim, action_dim)
+        self.encoder = ImageEncoder(tuple(config.encoder_channels), out_dim=config.feature_dim)
+        in_dim = config.n_obs * (config.feature_dim + (state_dim if config.use_state else 0)) + self.text_encoder.dim
+        layers, d = [], in_dim
+        for h in config.hidden_dims:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        layers.append(nn.Linear(d, config.horizon * action_dim))
+        self.mlp = nn.Sequential(*layers)
+
+    def _features(self, batch) -> torch.Tensor:
+        b, n = batch["image"].shape[:2]
+        images = batch["image"].flatten(0, 1).float() / 255.0
+        crop = self.config.crop
+        if crop:
+            images = random_crop(images, crop) if self.training else center_crop(images, crop)
+        feats = self.encoder(images).view(b, n, -1)
+        if self.config.use_state:
+            feats = torch.cat([feats, batch["state"]], -1)
+        return torch.cat([feats.flatten(1), batch["text"]], -1)
+
+    def predict_action_chunk(self, batch):
+        out = self.mlp(self._features(batch)).view(-1, self.config.horizon, self.action_dim)
+        return out.clamp(-1, 1)
+
+    def forward(self, batch):
+        pred = self.mlp(self._features(batch)).view(-1, self.config.horizon, self.action_dim)
+        err = F.mse_loss(pred, batch["action"], reduction="none")
+        mask = (~batch["action_is_pad"]).unsqueeze(-1).float()
+        return {"loss": (err * mask).sum() / mask.expand_as(err).sum().clamp(min=1)}

@@ -1,0 +1,203 @@
+"""``vp-train``: train a policy on vp_envs datasets (a Hydra app).
+
+    vp-train policy=bc data=[data/metaworld-train] steps=2000
+    vp-train policy=diffusion data=[data/metaworld-train] policy.config.horizon=16 out_dir=runs/dp
+
+Reads top to bottom: data -> policy -> (resume) -> loop (batch, loss, step, EMA, log, checkpoint).
+Deterministic: the batch indices and the model's randomness at step ``k`` are seeded by ``(seed, k)``, so a
+run killed and resumed from its last checkpoint continues exactly as if it had not stopped. Checkpoints
+(``<out_dir>/checkpoints/last``: the policy as ``load_policy`` reads it, plus ``training_state.pt``) are
+written atomically every ``save_every`` steps; running the same command again resumes from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+from tqdm import tqdm
+
+from vp_agent.data import DemoDataset
+from vp_agent.policies.base import CheckpointError, load_policy
+from vp_agent.policies.registry import CONFIGS, POLICIES
+
+log = logging.getLogger("vp-train")
+
+
+@dataclass
+class PolicyNode:
+    name: str = MISSING
+    config: Any = MISSING
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (method settings live in the policy's config dataclass).
+
+    Attributes:
+        data: dataset directories written by ``vp-data``.
+        tasks: train on these tasks only (default: every task in ``data``).
+        steps: optimiser steps.
+        batch_size: samples per step (drawn with replacement).
+        seed: seeds batches, initialisation and the model's noise.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        save_every, log_every: checkpoint and log periods in steps.
+        out_dir: where checkpoints, logs and the summary go.
+        tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package).
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    defaults: list = field(default_factory=lambda: [{"policy": "bc"}, "_self_"])
+    policy: PolicyNode = MISSING
+    data: list[str] = MISSING
+    tasks: list[str] | None = None
+    steps: int = 2000
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    save_every: int = 500
+    log_every: int = 50
+    out_dir: str = "runs/train/${policy.name}"
+    tensorboard: bool = False
+    threads: int = 0
+
+
+cs = ConfigStore.instance()
+cs.store(name="train", node=TrainConfig)
+for _name, _cfg in CONFIGS.items():
+    cs.store(group="policy", name=_name, node=PolicyNode(name=_name, config=_cfg()))
+
+
+def _seed_step(seed: int, step: int) -> None:
+    s = (seed * 1_000_003 + step) % 2**31
+    torch.manual_seed(s)
+    np.random.seed(s)
+    random.seed(s)
+
+
+def _batch(dataset: DemoDataset, idx: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    items = [dataset[int(i)] for i in idx]
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+
+
+def train(cfg) -> Path:
+    """Train as configured by ``cfg`` (a TrainConfig-shaped OmegaConf node); returns the checkpoint dir."""
+    out = Path(cfg.out_dir)
+    ckpt = out / "checkpoints" / "last"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    name = cfg.policy.name
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    config = POLICIES[name].config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
+
+    # ---- data
+    dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
+                          tasks=list(cfg.tasks) if cfg.tasks else None)
+
+    # ---- policy (fresh, or resumed from the last checkpoint)
+    _seed_step(cfg.seed, -1)
+    step = 0
+    if (ckpt / "training_state.pt").exists():
+        policy = load_policy(ckpt, device=str(device))
+        try:
+            state = torch.load(ckpt / "training_state.pt", map_location=device, weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{ckpt}/training_state.pt is unreadable: {exc}") from exc
+        policy.load_state_dict(state["raw_weights"])  # the saved policy holds EMA weights
+        step = int(state["step"])
+        log.info("resuming %s from step %d (%s)", name, step, ckpt)
+    else:
+        from vp_agent import make_policy
+
+        policy = make_policy(name, OmegaConf.to_container(cfg.policy.config, resolve=True), dataset.stats,
+                             dataset.state_dim, dataset.action_dim).to(device)
+        state = None
+    dataset.set_text_embeddings(policy.text_encoder.encode(dataset.instructions))
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = None
+    if hasattr(config, "ema_power"):
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(policy.parameters(), power=config.ema_power, use_ema_warmup=True)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+
+    writer = None
+    if cfg.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ImportError("tensorboard=true needs the tensorboard package: pip install tensorboard") from exc
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    # ---- loop
+    losses, t0, log_path = [], time.time(), out / "train_log.jsonl"
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"vp-train {name}", unit="step")
+    while step < cfg.steps:
+        _seed_step(cfg.seed, step)
+        idx = torch.randint(len(dataset), (cfg.batch_size,))
+        loss = policy(_batch(dataset, idx, device))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.step(policy.parameters())
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            mean = float(np.mean(losses[-cfg.log_every:]))
+            bar.set_postfix(loss=f"{mean:.4f}")
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"step": step, "loss": mean, "seconds": round(time.time() - t0, 2)}) + "\n")
+            if writer:
+                writer.add_scalar("train/loss", mean, step)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg)
+    bar.close()
+    summary = {"policy": name, "steps": step, "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
+               "seconds_this_session": round(time.time() - t0, 1), "samples": len(dataset),
+               "checkpoint": str(ckpt), "device": str(device)}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return ckpt
+
+
+def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg) -> None:
+    raw = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    if ema is not None:  # the policy on disk acts with the EMA weights, as DP evaluates
+        ema.store(policy.parameters())
+        ema.copy_to(policy.parameters())
+    extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
+             "train_config": OmegaConf.to_container(cfg, resolve=True)}
+    state = {"step": step, "optimizer": optimizer.state_dict(), "raw_weights": raw,
+             "ema": ema.state_dict() if ema is not None else None}
+    policy.save(ckpt, extra=extra, extra_files={"training_state.pt": lambda path: torch.save(state, path)})
+    if ema is not None:
+        ema.restore(policy.parameters())
+
+
+@hydra.main(version_base=None, config_name="train")
+def main(cfg) -> None:
+    ckpt = train(cfg)
+    print(f"checkpoint: {ckpt}")
+
+
+if __name__ == "__main__":
+    main()
