@@ -108,3 +108,13 @@ def test_factor_coverage_matches_factor_world():
     """At least Factor-World's 11 factors of variation are defined and used by some split."""
     used = {f for s in load_splits("metaworld").splits.values() for lvl in s.levels for f in lvl}
     assert len(used) >= 11, sorted(used)
+
+
+def test_position_split_reports_the_true_goal(make_env):
+    """Meta-World clips observations to its bounds; widened goals must not be clipped back to the old edge."""
+    env = make_env("vp/metaworld-reach-v3", split="position", level=3, cameras=(), state="full")
+    for i in range(5):
+        obs, info = env.reset(options={"episode": i})
+        obs, *_, info = env.step(np.zeros(4, np.float32))
+        np.testing.assert_allclose(info["privileged_state"][-3:], env.unwrapped._sim._target_pos)
+        assert env.observation_space["state"].contains(obs["state"])

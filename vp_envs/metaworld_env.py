@@ -144,6 +144,14 @@ class MetaWorldEnv(gym.Env):
         self._sim.max_path_length = max(self._sim.max_path_length, self.max_episode_steps)
         self._train_space = (self._sim._random_reset_space.low.copy(),
                              self._sim._random_reset_space.high.copy())
+        position = self.factors.get("object_position")
+        if position is not None:
+            # Meta-World clips every observation to its bounds, the goal's included: goals drawn from the
+            # widened ranges would be reported at the old edge (the expert would aim at the wrong point).
+            margin = float(position.get("margin_m", 0.05))
+            bounds = self._sim.sawyer_observation_space
+            bounds.low[-3:] -= margin
+            bounds.high[-3:] += margin
         self._table_height = splits.table_height
         self._geom_groups, self._object_bodies = _geom_groups(self._sim.model)
         self._renderer = (SceneRenderer(self._sim.model, self._sim.data, self.cameras, width, height,

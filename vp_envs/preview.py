@@ -1,11 +1,11 @@
-"""``vp-quickstart``: the README's main job on a small embedded default.
+"""``vp-preview``: see the splits. The first half of the README's main job (``vp-quickstart``).
 
 1. records a few expert demonstrations of two Meta-World tasks (``vp-data``),
 2. draws the splits side by side: ``splits_contact_sheet.png`` (rows: splits; columns: tasks x episodes),
    ``split_levels.png`` (rows: shift splits; columns: levels 1..4),
 3. writes one short expert video per split under ``videos/``.
 
-    vp-quickstart --out runs/quickstart
+    vp-preview --out runs/preview
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm import tqdm
 import vp_envs
 from vp_envs.datagen import generate
 
-DEFAULT_TASKS = ("pick-place-v3", "door-open-v3")
+DEFAULT_TASKS = ("pick-place-v3", "reach-v3")
 LABEL_W = 110
 
 
@@ -89,29 +89,38 @@ def split_video(suite: str, task: str, split: str, path: Path, size: int, max_st
     return bool(info["success"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vp-quickstart", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/quickstart", help="output directory (default: runs/quickstart)")
+def preview(out: Path, suite: str, tasks: list[str], episodes: int, size: int) -> None:
+    """Demonstrations, contact sheets and one expert video per split, written under ``out``."""
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    generate(suite, tasks, "train", episodes, out / "data")
+    contact_sheet(suite, tuple(tasks), 2, size).save(out / "splits_contact_sheet.png")
+    levels_sheet(suite, tasks[0], size).save(out / "split_levels.png")
+    spec = vp_envs.load_splits(suite)
+    for name, split in tqdm(spec.splits.items(), desc="videos", unit="split"):
+        task = tasks[0] if split.tasks is None else spec.held_out_tasks[0]
+        ok = split_video(suite, task, name, out / "videos" / f"{name}_{task}.mp4", size)
+        tqdm.write(f"  {name:10s} {task:18s} expert {'succeeded' if ok else 'failed'}")
+
+
+def build_parser(prog: str = "vp-preview") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=f"runs/{prog.removeprefix('vp-')}", help="output directory")
     p.add_argument("--suite", default="metaworld")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     p.add_argument("--episodes", type=int, default=3, help="demonstrations per task (default: 3)")
     p.add_argument("--size", type=int, default=128, help="preview image size (default: 128)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
-        generate(args.suite, args.tasks, "train", args.episodes, out / "data")
-        contact_sheet(args.suite, tuple(args.tasks), 2, args.size).save(out / "splits_contact_sheet.png")
-        levels_sheet(args.suite, args.tasks[0], args.size).save(out / "split_levels.png")
-        spec = vp_envs.load_splits(args.suite)
-        for name, split in tqdm(spec.splits.items(), desc="videos", unit="split"):
-            task = args.tasks[0] if split.tasks is None else spec.held_out_tasks[0]
-            ok = split_video(args.suite, task, name, out / "videos" / f"{name}_{task}.mp4", args.size)
-            tqdm.write(f"  {name:10s} {task:18s} expert {'succeeded' if ok else 'failed'}")
+        preview(out, args.suite, args.tasks, args.episodes, args.size)
     except ValueError as exc:
-        print(f"vp-quickstart: error: {exc}", file=sys.stderr)
+        print(f"vp-preview: error: {exc}", file=sys.stderr)
         return 2
     print(f"\ndemonstrations: {out / 'data'}\ncontact sheet:  {out / 'splits_contact_sheet.png'}\n"
           f"shift levels:   {out / 'split_levels.png'}\nvideos:         {out / 'videos'}\n"

@@ -55,10 +55,16 @@ class RenderOptions:
 
 
 def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> None:
-    """Roll cameras whose image 'up' points below the horizon by 180 degrees (in place)."""
+    """Roll world-fixed cameras whose image 'up' points below the horizon by 180 degrees (in place).
+
+    Cameras on moving bodies (wrist, gripper) keep their modelled orientation: their 'up' depends on the
+    robot's pose, not on a mounting mistake.
+    """
     mujoco.mj_forward(model, data)
     roll = np.array([0.0, 0.0, 0.0, 1.0])  # 180 degrees about the camera's own z (optical) axis
     for i in range(model.ncam):
+        if model.cam_bodyid[i] != 0:
+            continue
         up = data.cam_xmat[i].reshape(3, 3)[:, 1]
         if up[2] < 0:
             out = np.zeros(4)
@@ -116,10 +122,12 @@ class SceneRenderer:
         cameras: camera names to render, in order.
         width, height: image size in pixels.
         options: :class:`RenderOptions`.
+        geomgroups: geom groups to draw (default: MuJoCo's, groups 0-2); robosuite draws only group 1.
     """
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, cameras: tuple[str, ...],
-                 width: int, height: int, options: RenderOptions = RenderOptions()):
+                 width: int, height: int, options: RenderOptions = RenderOptions(),
+                 geomgroups: tuple[int, ...] | None = None):
         names = [model.camera(i).name for i in range(model.ncam)]
         for cam in cameras:
             if cam not in names:
@@ -140,6 +148,11 @@ class SceneRenderer:
         # AsyncVectorEnv's parent does for its spaces) must not hold EGL state when it forks workers.
         self._renderer: mujoco.Renderer | None = None
         self._cam_ids = [names.index(c) for c in cameras]
+        self._option = mujoco.MjvOption()
+        if geomgroups is not None:
+            self._option.geomgroup[:] = 0
+            for g in geomgroups:
+                self._option.geomgroup[g] = 1
         self._extra: list[dict] = []
         self._edited_textures: set[int] = set()  # differ from the pristine model until reset_visuals
         self._pristine_tex = self.model.tex_data.copy()
@@ -172,6 +185,12 @@ class SceneRenderer:
             self._upload_textures(self._edited_textures)
             self._edited_textures = set()
 
+    def sync_bodies(self, model: mujoco.MjModel) -> None:
+        """Copy body poses from the simulation's model: some tasks place fixed bodies by editing the
+        model at reset (robosuite's Door), which kinematics on the render copy would otherwise miss."""
+        self.model.body_pos[:] = model.body_pos
+        self.model.body_quat[:] = model.body_quat
+
     def commit(self, scene: VisualScene) -> None:
         """Make the factors applied to ``scene`` visible: render-only geoms and edited textures."""
         self._extra = list(scene.extra_geoms)
@@ -202,7 +221,7 @@ class SceneRenderer:
         renderer = self._gl()
         frames = {}
         for name, cam_id in zip(self.cameras, self._cam_ids):
-            renderer.update_scene(mine, camera=cam_id)
+            renderer.update_scene(mine, camera=cam_id, scene_option=self._option)
             if self._extra:
                 self._add_extra(renderer.scene)
             frames[name] = renderer.render()

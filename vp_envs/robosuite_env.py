@@ -116,38 +116,14 @@ def _quat_xyzw_from_mat(xmat: np.ndarray) -> np.ndarray:
 
 
 class _RobosuiteRenderer(SceneRenderer):
-    """:class:`SceneRenderer` adapted to robosuite models.
-
-    - shows only robosuite's visual geom group (collision geoms would z-fight with the visual ones);
-    - cameras mounted on the robot keep their modelled orientation (the base class's upright roll is meant for
-      world-fixed cameras and would flip the wrist camera depending on the arm's zero pose);
-    - robot meshes are vertex-clustered in the render-only copy (see ``render.mesh_voxel_m_px`` in the tasks file);
-    - :meth:`sync_bodies` copies body poses robosuite writes into the model at reset (the Door task places its
-      fixed door by editing ``body_pos``), which kinematics on the render copy would otherwise miss.
-    """
+    """:class:`SceneRenderer` for robosuite models: only robosuite's visual geom group is drawn (collision
+    geoms would z-fight with the visual ones), and the robot's meshes are vertex-clustered in the render-only
+    copy (see ``render.mesh_voxel_m_px`` in the tasks file)."""
 
     def __init__(self, model, data, cameras, width, height, options, voxel_m: float):
-        super().__init__(model, data, cameras, width, height, options)
-        moving = [i for i in range(self.model.ncam) if model.cam_bodyid[i] != 0]
-        self.model.cam_quat[moving] = model.cam_quat[moving]
-        self._pristine["cam_quat"][moving] = model.cam_quat[moving]
+        super().__init__(model, data, cameras, width, height, options, geomgroups=(VISUAL_GEOM_GROUP,))
         if voxel_m > 0:
             _cluster_meshes(self.model, voxel_m)
-        self._option = mujoco.MjvOption()
-        self._option.geomgroup[:] = 0
-        self._option.geomgroup[VISUAL_GEOM_GROUP] = 1
-
-    def _gl(self) -> mujoco.Renderer:
-        made = self._renderer is None
-        renderer = super()._gl()
-        if made:
-            # mujoco.Renderer.update_scene falls back to this option when none is passed.
-            renderer._scene_option = self._option
-        return renderer
-
-    def sync_bodies(self, model) -> None:
-        self.model.body_pos[:] = model.body_pos
-        self.model.body_quat[:] = model.body_quat
 
 
 def _cluster_meshes(model: mujoco.MjModel, voxel: float) -> None:

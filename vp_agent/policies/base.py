@@ -52,8 +52,8 @@ class Policy(nn.Module):
         self.stats = stats
         self.state_dim, self.action_dim = state_dim, action_dim
         self.text_encoder = make_text_encoder(config.text_encoder)
-        self._history: list[deque] = []
-        self._queues: list[deque] = []
+        self._history: dict[int, deque] = {}  # env slot -> last n_obs (image, state)
+        self._queues: dict[int, deque] = {}   # env slot -> actions still to execute
 
     # ------------------------------------------------------------------------------------ to implement
     def predict_action_chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -68,48 +68,58 @@ class Policy(nn.Module):
         return next(self.parameters()).device
 
     def reset(self, slots: list[int] | None = None) -> None:
-        """Forget observation history and queued actions (of some batch slots, or all)."""
+        """Forget observation history and queued actions (of some env slots, or all)."""
         if slots is None:
-            self._history, self._queues = [], []
+            self._history, self._queues = {}, {}
             return
         for i in slots:
-            if i < len(self._queues):
-                self._history[i].clear()
-                self._queues[i].clear()
+            self._history.pop(int(i), None)
+            self._queues.pop(int(i), None)
 
     @torch.no_grad()
-    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
-        """Next action(s) for one env (obs without batch dim) or a batch of envs."""
+    def act(self, obs: dict[str, Any], info: dict[str, Any] | list[dict[str, Any]]) -> np.ndarray:
+        """Next action(s) for one env (obs without batch dim) or a batch of envs.
+
+        ``info`` is the env's info dict (one env), a vector env's info dict (``info["instruction"]`` an
+        array), or a list of per-env dicts; a list may name each row's env slot in ``info["slot"]`` when
+        the batch holds only some of the envs (as ``vp-eval`` does when episodes end at different times).
+        """
         single = np.asarray(obs["state"]).ndim == 1
         if single:
             obs = {"state": obs["state"][None], "pixels": {k: v[None] for k, v in obs["pixels"].items()}}
-            info = {"instruction": [info["instruction"]]}
+            info = [info]
         batch_size = len(obs["state"])
-        while len(self._queues) < batch_size:
-            self._history.append(deque(maxlen=self.config.n_obs))
-            self._queues.append(deque())
+        if isinstance(info, dict):
+            instructions = [str(s) for s in info["instruction"]]
+            slots = list(range(batch_size))
+        else:
+            instructions = [str(i["instruction"]) for i in info]
+            slots = [int(i.get("slot", row)) for row, i in enumerate(info)]
         image = obs["pixels"][self.config.camera]
-        for i in range(batch_size):
-            self._history[i].append((image[i], np.asarray(obs["state"][i], np.float32)))
-            while len(self._history[i]) < self.config.n_obs:  # episode start: repeat the first frame
-                self._history[i].appendleft(self._history[i][0])
-        need = [i for i in range(batch_size) if not self._queues[i]]
+        for row, slot in enumerate(slots):
+            history = self._history.setdefault(slot, deque(maxlen=self.config.n_obs))
+            self._queues.setdefault(slot, deque())
+            history.append((image[row], np.asarray(obs["state"][row], np.float32)))
+            while len(history) < self.config.n_obs:  # episode start: repeat the first frame
+                history.appendleft(history[0])
+        need = [row for row, slot in enumerate(slots) if not self._queues[slot]]
         if need:
-            chunk = self.predict_action_chunk(self._make_batch(need, [info["instruction"][i] for i in need]))
+            chunk = self.predict_action_chunk(self._make_batch([slots[r] for r in need],
+                                                               [instructions[r] for r in need]))
             actions = self.stats["action"].unnormalize(chunk).cpu().numpy()
             start = self.config.n_obs - 1
-            for row, i in enumerate(need):
-                self._queues[i].extend(actions[row, start:start + self.config.n_action_steps])
-        out = np.stack([self._queues[i].popleft() for i in range(batch_size)]).astype(np.float32)
+            for k, row in enumerate(need):
+                self._queues[slots[row]].extend(actions[k, start:start + self.config.n_action_steps])
+        out = np.stack([self._queues[slot].popleft() for slot in slots]).astype(np.float32)
         return out[0] if single else out
 
     def _make_batch(self, slots: list[int], instructions: list[str]) -> dict[str, torch.Tensor]:
-        images = np.stack([[h[0] for h in self._history[i]] for i in slots])  # (B, n_obs, H, W, 3)
-        states = np.stack([[h[1] for h in self._history[i]] for i in slots])
+        images = np.stack([[h[0] for h in self._history[s]] for s in slots])  # (B, n_obs, H, W, 3)
+        states = np.stack([[h[1] for h in self._history[s]] for s in slots])
         return {
             "image": torch.from_numpy(images).permute(0, 1, 4, 2, 3).to(self.device),
             "state": self.stats["state"].normalize(torch.from_numpy(states)).to(self.device),
-            "text": torch.from_numpy(self.text_encoder.encode([str(s) for s in instructions])).to(self.device),
+            "text": torch.from_numpy(self.text_encoder.encode(instructions)).to(self.device),
         }
 
     # ------------------------------------------------------------------------------------ save / load

@@ -1,0 +1,206 @@
+"""The leaderboard: every ``results/**/episodes.parquet`` summarised into one table, one CSV and bar charts.
+
+``vp-leaderboard [--results results] [--out results]`` writes
+
+- ``LEADERBOARD.md``: per protocol, one row per policy: success per split with its 95% Wilson interval,
+  the mean over splits, and each shift split's drop from ``test`` (percentage points);
+- ``leaderboard.csv``: the same numbers, one line per (protocol, policy, split), with the counts they come
+  from (``episodes``, ``successes``), so each is recomputable by hand from the parquet rows;
+- ``<protocol>_success.png``: success per split, one bar per policy, Wilson intervals as error bars.
+
+How the numbers are made (all from the rows, nothing else):
+
+- a split's success rate pools every episode of that split over the protocol's tasks (so ``new_task`` is
+  over the held-out tasks only); an episode with an ``error`` counts as a failure;
+- ``mean`` is the unweighted mean of the split rates (each split counts once, whatever its task count);
+- ``drop`` of a split is ``rate(test) - rate(split)`` in points; ``new_task`` runs on other tasks than
+  ``test``, so its drop mixes task difficulty with novelty and is shown for reference;
+- rows are grouped by (protocol, protocol version, protocol sha256, policy, checkpoint hash): results of
+  different protocol files or weights are never pooled. If the same episode key appears in two files of the
+  same group, the first file (sorted path) wins and a warning names both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from vp_envs.stats import wilson_interval
+
+log = logging.getLogger("vp-leaderboard")
+GROUP = ["protocol", "protocol_version", "protocol_sha256", "policy", "checkpoint_hash"]
+KEY = ["task", "split", "level", "episode"]
+SPLIT_ORDER = ["train", "test", "camera", "lighting", "texture", "distractor", "position", "new_task"]
+REFERENCE_SPLIT = "test"
+
+
+def load_rows(results: Path) -> pd.DataFrame:
+    """All episode rows under ``results``, with the file each came from (column ``source``)."""
+    frames = []
+    for path in sorted(results.rglob("episodes.parquet")):
+        frame = pd.read_parquet(path)
+        frame["source"] = str(path)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=GROUP + KEY + ["success", "error", "source"])
+    rows = pd.concat(frames, ignore_index=True)
+    dup = rows.duplicated(GROUP + KEY, keep="first")
+    if dup.any():
+        for (_, row) in rows[dup].head(5).iterrows():
+            log.warning("duplicate episode %s in %s; keeping the first file's row",
+                        tuple(row[k] for k in KEY), row["source"])
+        rows = rows[~dup]
+    return rows
+
+
+def split_label(split: str, level: int, levels_seen: set[int]) -> str:
+    """``camera`` when the protocol runs the split at one level only, else ``camera@L3``."""
+    return split if len(levels_seen) <= 1 else f"{split}@L{level}"
+
+
+def _split_sort(label: str) -> tuple[int, str]:
+    base = label.split("@")[0]
+    return (SPLIT_ORDER.index(base) if base in SPLIT_ORDER else len(SPLIT_ORDER), label)
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (group, split): episodes, successes, rate, Wilson 95% interval, drop from test; plus a
+    ``mean`` line per group (unweighted mean of split rates)."""
+    out = []
+    if rows.empty:
+        return pd.DataFrame(columns=GROUP + ["split", "episodes", "successes", "errors", "success_rate",
+                                             "ci95_low", "ci95_high", "drop_vs_test"])
+    rows = rows.copy()
+    rows["ok"] = rows["success"].astype(bool) & (rows["error"].fillna("") == "")
+    for group, g in rows.groupby(GROUP, sort=True):
+        levels = g.groupby("split")["level"].agg(lambda s: set(s.astype(int)))
+        lines = []
+        for (split, level), cell in g.groupby(["split", "level"]):
+            n, k = len(cell), int(cell["ok"].sum())
+            lo, hi = wilson_interval(k, n)
+            lines.append({**dict(zip(GROUP, group)), "split": split_label(split, int(level), levels[split]),
+                          "episodes": n, "successes": k, "errors": int((cell["error"].fillna("") != "").sum()),
+                          "success_rate": k / n, "ci95_low": lo, "ci95_high": hi})
+        lines.sort(key=lambda r: _split_sort(r["split"]))
+        ref = next((r["success_rate"] for r in lines if r["split"] == REFERENCE_SPLIT), None)
+        for line in lines:
+            is_shift = line["split"] not in ("train", REFERENCE_SPLIT)
+            line["drop_vs_test"] = (ref - line["success_rate"]) if (ref is not None and is_shift) else None
+        mean = sum(r["success_rate"] for r in lines) / len(lines)
+        lines.append({**dict(zip(GROUP, group)), "split": "mean", "episodes": int(sum(r["episodes"] for r in lines)),
+                      "successes": int(sum(r["successes"] for r in lines)),
+                      "errors": int(sum(r["errors"] for r in lines)), "success_rate": mean,
+                      "ci95_low": None, "ci95_high": None, "drop_vs_test": None})
+        out.extend(lines)
+    return pd.DataFrame(out)
+
+
+def _pct(x) -> str:
+    return "" if x is None or pd.isna(x) else f"{100 * x:.0f}"
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    lines = ["# Leaderboard", "",
+             "Generated by `vp-leaderboard` from every `results/**/episodes.parquet`; do not edit by hand.",
+             "Success rate (%) per split, pooled over the protocol's tasks, with its 95% Wilson interval;",
+             "`mean` is the unweighted mean over splits; `drop` is `test` minus the split, in points",
+             "(`new_task` runs on held-out tasks, so its drop also reflects task difficulty).",
+             "Counts behind every number: `leaderboard.csv`.", ""]
+    if summary.empty:
+        return "\n".join(lines + ["No results yet.", ""])
+    for (proto, version, sha), p in summary.groupby(["protocol", "protocol_version", "protocol_sha256"], sort=True):
+        splits = sorted({s for s in p["split"] if s != "mean"}, key=_split_sort)
+        shifts = [s for s in splits if s not in ("train", REFERENCE_SPLIT)]
+        lines += [f"## {proto} (version {version}, sha256 {sha[:12]})", "",
+                  f"![success per split]({proto}_success.png)", "",
+                  "| policy | " + " | ".join(splits) + " | mean |", "|---|" + "---|" * (len(splits) + 1)]
+        drops = ["", f"Drop from `test` (points) for {proto}:", "",
+                 "| policy | " + " | ".join(shifts) + " |", "|---|" + "---|" * len(shifts)]
+        for (policy, ckpt), q in p.groupby(["policy", "checkpoint_hash"], sort=True):
+            by = q.set_index("split")
+            cells = []
+            for s in splits:
+                r = by.loc[s]
+                cells.append(f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}]"
+                             + (f" ({int(r.errors)} err)" if r.errors else ""))
+            name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | **{_pct(by.loc['mean'].success_rate)}** |")
+            drops.append(f"| {name} | " + " | ".join(
+                f"{100 * by.loc[s].drop_vs_test:+.0f}" if pd.notna(by.loc[s].drop_vs_test) else "" for s in shifts)
+                + " |")
+        n_per = p[p["split"] != "mean"]["episodes"]
+        lines += drops + ["", f"Episodes per split: {int(n_per.min())}-{int(n_per.max())}.", ""]
+    return "\n".join(lines)
+
+
+def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    for proto, p in summary[summary["split"] != "mean"].groupby("protocol", sort=True):
+        splits = sorted(set(p["split"]), key=_split_sort)
+        policies = sorted(set(zip(p["policy"], p["checkpoint_hash"])))
+        width = 0.8 / max(1, len(policies))
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(splits), 3.6))
+        x = np.arange(len(splits))
+        for j, (policy, ckpt) in enumerate(policies):
+            q = p[(p["policy"] == policy) & (p["checkpoint_hash"] == ckpt)].set_index("split")
+            rate = np.array([q.loc[s].success_rate if s in q.index else np.nan for s in splits])
+            lo = np.array([q.loc[s].ci95_low if s in q.index else np.nan for s in splits], dtype=float)
+            hi = np.array([q.loc[s].ci95_high if s in q.index else np.nan for s in splits], dtype=float)
+            ax.bar(x + (j - (len(policies) - 1) / 2) * width, 100 * rate, width, label=policy,
+                   # clip: at 0% and 100% the interval's end equals the rate up to rounding
+                   yerr=100 * np.clip(np.vstack([rate - lo, hi - rate]), 0, None), capsize=2)
+        ax.set_xticks(x, splits, rotation=30, ha="right")
+        ax.set_ylabel("success (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title(f"{proto}: success per split (95% Wilson)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a bar
+        fig.tight_layout()
+        path = out / f"{proto}_success.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFrame:
+    """Read every parquet under ``results`` and write the three outputs into ``out`` (default: results)."""
+    out = out or results
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(load_rows(results))
+    summary.to_csv(out / "leaderboard.csv", index=False, float_format="%.4f")
+    (out / "LEADERBOARD.md").write_text(markdown(summary))
+    if not summary.empty:
+        plot(summary, out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vp-leaderboard", description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="folder searched for **/episodes.parquet (default: results)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: --results)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not args.results.is_dir():
+        print(f"vp-leaderboard: error: results folder {str(args.results)!r} does not exist", file=sys.stderr)
+        return 2
+    summary = build(args.results, args.out)
+    out = args.out or args.results
+    groups = summary.groupby(GROUP).ngroups if not summary.empty else 0
+    print(f"vp-leaderboard: {groups} (protocol, policy) group(s) -> {out / 'LEADERBOARD.md'}, "
+          f"{out / 'leaderboard.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

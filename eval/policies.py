@@ -1,0 +1,307 @@
+"""Policies as the evaluation runner sees them, and the specs that name them on the command line.
+
+Every policy exposes two methods, both batched over the vector of environments being rolled out:
+
+``reset(env_ids=None)``
+    a new episode starts in the slots ``env_ids`` (``None``: every slot); forget their internal state
+    (action chunks, observation history, random generators).
+``act(obs, infos) -> np.ndarray``
+    ``obs`` is a batch: ``{"state": (B, D) float32, "pixels": {camera: (B, H, W, 3) uint8}}`` (``pixels``
+    absent for state-only protocols); ``infos`` is a list of B dicts (the env's ``info`` plus ``slot``, the
+    index of the environment slot, so a stateful policy can keep per-slot state). Returns ``(B, 4)`` actions
+    in ``[-1, 1]``. ``infos`` carry ``instruction``, ``task``, ``split``, ``level``, ``episode``, ``seed``,
+    ``steps`` and ``slot``; ``privileged_state`` (the simulator's full state) is passed only to policies
+    with ``privileged = True`` (the scripted expert: an upper bound, not a contender).
+
+and two attributes that go into every result row: ``spec`` (the string that built it) and
+``checkpoint_hash`` (sha256 of the weights, or of the spec when there are none).
+
+Specs (:func:`load_policy_spec`); each is fully checked before any rollout starts:
+
+============================  ===========================================================================
+``expert``                    Meta-World's scripted expert for the episode's task (reads privileged state)
+``random``                    uniform actions in [-1, 1], seeded by the episode's seed: deterministic
+``sb3:<model.zip>``           a Stable-Baselines3 model (algorithm read from the zip; ``sb3:<algo>:<zip>``
+                              forces one, e.g. ``sb3:sac:model.zip``). A model whose observation space is a
+                              ``Box`` gets the ``state`` vector (its shape must match the protocol's
+                              ``state`` mode); a ``Dict`` model gets the keys it names from ``state`` and
+                              the cameras. Actions are ``predict(..., deterministic=True)``.
+``py:<module>:<factory>``     ``factory()`` returns a Policy, or a callable ``(obs, info) -> action`` for
+                              one env that is looped over the batch (the adapter for "any callable")
+``<checkpoint dir>``          a ``vp_agent`` checkpoint, loaded by ``vp_agent.load_policy(dir)`` once that
+                              exists (issue 5); until then a clear error
+============================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+ACTION_DIM = 4
+SPEC_KINDS = ("expert", "random", "sb3:<model.zip>", "sb3:<algo>:<model.zip>", "py:<module>:<factory>",
+              "<vp_agent checkpoint dir>")
+# Stable-Baselines3 algorithms by the module their policy class lives in (read from the zip's "data").
+SB3_ALGOS = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "ddpg": "DDPG"}
+SB3_POLICY_MODULES = {"stable_baselines3.sac.policies": "SAC", "stable_baselines3.td3.policies": "TD3",
+                      "stable_baselines3.common.policies": "PPO"}  # PPO and A2C share ActorCriticPolicy
+
+
+class PolicySpecError(ValueError):
+    """A policy spec that cannot be loaded; raised before any rollout."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_dir(path: Path) -> str:
+    """Hash of every file under ``path`` (relative names and contents), so any change to weights,
+    config or normalisation statistics changes it."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+class Policy:
+    """Base class: override :meth:`act` (and :meth:`reset` if the policy keeps per-slot state)."""
+
+    spec: str = ""
+    checkpoint_hash: str = ""
+    privileged: bool = False  # True only for references (the expert): the runner then passes privileged_state
+
+    def reset(self, env_ids: Sequence[int] | None = None) -> None:
+        """A new episode starts in the slots ``env_ids`` (``None``: all)."""
+
+    def act(self, obs: dict[str, Any], infos: list[dict[str, Any]]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def index_obs(obs: dict[str, Any], i: int) -> dict[str, Any]:
+    """Element ``i`` of a batched observation dict (nested dicts included)."""
+    return {k: index_obs(v, i) if isinstance(v, dict) else v[i] for k, v in obs.items()}
+
+
+class ExpertPolicy(Policy):
+    """The scripted expert of each episode's task; stateless, so ``reset`` has nothing to forget."""
+
+    privileged = True
+
+    def __init__(self, spec: str = "expert"):
+        self.spec = spec
+        self.checkpoint_hash = sha256_text(spec)
+        self._experts: dict[str, Callable] = {}
+
+    def _expert(self, task: str) -> Callable:
+        if task not in self._experts:
+            import vp_envs
+
+            # scripted_expert only reads env.unwrapped.suite/.task, so a stand-in avoids building an env.
+            stub = SimpleNamespace(unwrapped=SimpleNamespace(suite="metaworld", task=task))
+            self._experts[task] = vp_envs.scripted_expert(stub)
+        return self._experts[task]
+
+    def act(self, obs, infos):
+        return np.stack([self._expert(info["task"])(index_obs(obs, i), info) for i, info in enumerate(infos)])
+
+
+class RandomPolicy(Policy):
+    """Uniform random actions. Each episode's generator is seeded by the episode's seed (and a fixed salt),
+    so the actions depend only on the episode, never on the slot or on how many envs run at once. Shift
+    splits share ``test``'s seeds, so ``test`` and ``camera`` episode ``i`` see the same action sequence:
+    paired episodes, the drop is the shift alone."""
+
+    SALT = 0x5EED
+
+    def __init__(self, spec: str = "random"):
+        self.spec = spec
+        self.checkpoint_hash = sha256_text(spec)
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    def reset(self, env_ids=None):
+        if env_ids is None:
+            self._rngs.clear()
+        for i in env_ids or ():
+            self._rngs.pop(int(i), None)
+
+    def act(self, obs, infos):
+        out = np.empty((len(infos), ACTION_DIM), np.float32)
+        for row, info in enumerate(infos):
+            slot = int(info["slot"])
+            if slot not in self._rngs:
+                self._rngs[slot] = np.random.default_rng([self.SALT, int(info["seed"])])
+            out[row] = self._rngs[slot].uniform(-1.0, 1.0, ACTION_DIM)
+        return out
+
+
+class CallablePolicy(Policy):
+    """Adapter for any per-env callable ``(obs, info) -> action``: looped over the batch."""
+
+    def __init__(self, fn: Callable, spec: str, checkpoint_hash: str):
+        self.fn, self.spec, self.checkpoint_hash = fn, spec, checkpoint_hash
+
+    def act(self, obs, infos):
+        return np.stack([np.asarray(self.fn(index_obs(obs, i), info), np.float32)
+                         for i, info in enumerate(infos)])
+
+
+class SB3Policy(Policy):
+    """A Stable-Baselines3 model. See the module docstring for how observations are mapped."""
+
+    def __init__(self, model, spec: str, checkpoint_hash: str):
+        from gymnasium import spaces
+
+        self.model, self.spec, self.checkpoint_hash = model, spec, checkpoint_hash
+        space = model.observation_space
+        if isinstance(space, spaces.Box):
+            self.keys = None
+            self.state_shape = space.shape
+        elif isinstance(space, spaces.Dict):
+            self.keys = list(space.spaces)
+        else:
+            raise PolicySpecError(f"{spec}: SB3 observation space {space} is not supported; "
+                                  f"use a Box (the state vector) or a Dict of state/camera keys")
+
+    def _model_obs(self, obs):
+        if self.keys is None:
+            state = np.asarray(obs["state"], np.float32)
+            if state.shape[1:] != tuple(self.state_shape):
+                raise ValueError(f"{self.spec}: the model expects a state of shape {self.state_shape}; the "
+                                 f"protocol gives {state.shape[1:]} (check the protocol's `state` mode)")
+            return state
+        out = {}
+        for key in self.keys:
+            if key == "state":
+                out[key] = obs["state"]
+            elif key in obs.get("pixels", {}):
+                out[key] = obs["pixels"][key]
+            else:
+                raise ValueError(f"{self.spec}: the model wants observation key {key!r}; available: "
+                                 f"state, {', '.join(obs.get('pixels', {}))}")
+        return out
+
+    def act(self, obs, infos):
+        action, _ = self.model.predict(self._model_obs(obs), deterministic=True)
+        return np.clip(np.asarray(action, np.float32).reshape(len(infos), -1), -1.0, 1.0)
+
+
+def _sb3_algo_from_zip(path: Path, spec: str) -> str:
+    """The SB3 algorithm class that saved ``path``, read from the zip's ``data`` JSON."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = json.loads(zf.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise PolicySpecError(f"policy {spec!r}: {path} is not a Stable-Baselines3 model zip ({exc})") from exc
+    module = data.get("policy_class", {}).get("__module__", "")
+    if module not in SB3_POLICY_MODULES:
+        raise PolicySpecError(f"policy {spec!r}: cannot tell the SB3 algorithm from policy module {module!r}; "
+                              f"name it: sb3:<algo>:<zip> with algo one of {', '.join(SB3_ALGOS)}")
+    return SB3_POLICY_MODULES[module]
+
+
+def _load_sb3(spec: str) -> SB3Policy:
+    rest = spec[len("sb3:"):]
+    algo_name = None
+    head, sep, tail = rest.partition(":")
+    if sep and head.lower() in SB3_ALGOS:
+        algo_name, rest = SB3_ALGOS[head.lower()], tail
+    path = Path(rest).expanduser()
+    if not rest:
+        raise PolicySpecError(f"policy {spec!r}: give the model file, e.g. sb3:runs/ppo/model.zip")
+    if not path.is_file():
+        raise PolicySpecError(f"policy {spec!r}: SB3 model file {str(path)!r} does not exist")
+    algo_name = algo_name or _sb3_algo_from_zip(path, spec)
+    import stable_baselines3
+
+    model = getattr(stable_baselines3, algo_name).load(str(path), device="cpu")
+    return SB3Policy(model, spec, sha256_file(path))
+
+
+def _load_py(spec: str) -> Policy:
+    parts = spec.split(":")
+    if len(parts) != 3 or not all(parts[1:]):
+        raise PolicySpecError(f"policy {spec!r}: expected py:<module>:<factory>")
+    _, module_name, attr = parts
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PolicySpecError(f"policy {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise PolicySpecError(f"policy {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    try:
+        made = getattr(module, attr)()
+    except Exception as exc:
+        raise PolicySpecError(f"policy {spec!r}: {module_name}.{attr}() raised {type(exc).__name__}: {exc}") from exc
+    source = inspect.getsourcefile(module)
+    digest = sha256_text(spec + (sha256_file(Path(source)) if source else ""))
+    if isinstance(made, Policy):
+        made.spec = made.spec or spec
+        made.checkpoint_hash = made.checkpoint_hash or digest
+        return made
+    if callable(made):
+        return CallablePolicy(made, spec, digest)
+    raise PolicySpecError(f"policy {spec!r}: {attr}() returned {type(made).__name__}; expected an "
+                          f"eval.policies.Policy or a callable (obs, info) -> action")
+
+
+def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
+    import vp_agent
+
+    if not hasattr(vp_agent, "load_policy"):
+        raise PolicySpecError(f"checkpoint dir {str(path)!r}: vp_agent policies are not available yet "
+                              f"(vp_agent.load_policy does not exist; issue 5). Valid specs now: "
+                              f"{', '.join(SPEC_KINDS[:-1])}")
+    policy = vp_agent.load_policy(str(path))
+    for method in ("reset", "act"):
+        if not callable(getattr(policy, method, None)):
+            raise PolicySpecError(f"checkpoint dir {str(path)!r}: vp_agent.load_policy returned "
+                                  f"{type(policy).__name__} without a {method}() method")
+    if not isinstance(policy, Policy):  # keep the vp_agent object; give it the two attributes rows need
+        policy.spec = spec
+        policy.checkpoint_hash = sha256_dir(path)
+    return policy
+
+
+def load_policy_spec(spec: str) -> Policy:
+    """Build the policy a spec names (table in the module docstring); every error is a
+    :class:`PolicySpecError` naming the spec and the valid kinds, raised before any rollout."""
+    spec = str(spec).strip()
+    if spec == "expert":
+        return ExpertPolicy(spec)
+    if spec == "random":
+        return RandomPolicy(spec)
+    if spec.startswith("sb3:"):
+        return _load_sb3(spec)
+    if spec.startswith("py:"):
+        return _load_py(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_checkpoint_dir(spec, path)
+    if "/" in spec or spec.startswith("."):
+        raise PolicySpecError(f"policy {spec!r}: checkpoint dir {str(path)!r} does not exist")
+    raise PolicySpecError(f"unknown policy spec {spec!r}; valid: {', '.join(SPEC_KINDS)}")
+
+
+def policy_slug(spec: str) -> str:
+    """A file-system-friendly name for a spec (the default run directory's last part)."""
+    name = Path(spec.split(":")[-1]).stem if ":" in spec or "/" in spec else spec
+    kind = spec.split(":")[0] if ":" in spec else ""
+    slug = f"{kind}-{name}" if kind and kind != name else name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in slug) or "policy"

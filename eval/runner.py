@@ -1,0 +1,395 @@
+"""The rollout runner: every episode of a protocol, for one policy, into ``<run_dir>/episodes.parquet``.
+
+>>> from eval.runner import run
+>>> run("metaworld-lite", "expert", run_dir="results/runs/metaworld-lite/expert", num_envs=2)
+
+What it guarantees:
+
+- **One row per episode** (:data:`ROW_COLUMNS`), keyed by ``(task, split, level, episode)``. Rows are
+  written atomically (temporary file + ``os.replace``) each time an episode ends, so a killed run loses at
+  most the episodes that were in flight.
+- **Resume**: rerunning with the same protocol, policy and ``run_dir`` skips the keys already in the file.
+  A run directory belongs to one (protocol hash, policy spec, checkpoint hash); anything else is refused.
+- **Determinism**: an episode's rows depend only on the episode and the policy, not on ``num_envs``, the
+  vector mode or the order episodes ran in (tested), as long as the policy keeps per-slot state only.
+  ``wall_time_s`` and ``finished_at`` are timings and are the only columns that differ between runs.
+- **Failures stay local**: an exception in the simulator (caught in the slot, see
+  :mod:`eval.slot_env`) or in the policy ends that episode with ``success=False`` and the exception in
+  ``error``; the run goes on. A batched ``act`` that raises is retried slot by slot so only the episodes
+  that really fail are marked.
+- **Vectorised**: ``num_envs`` slots step together and the policy is called once per step on the batch of
+  live slots. ``vector="async"`` puts each slot in a worker process (``gymnasium.vector.AsyncVectorEnv``,
+  ``context="spawn"``: Mesa's EGL does not survive a fork after rendering); ``vector="sync"`` keeps them
+  in this process. See ``eval/conf/eval.yaml`` for the measured choice.
+
+Also written: ``manifest.json`` (versions, machine, git commit, protocol hash, one entry per session) and
+the first ``videos_per_cell`` episodes of each (task, split, level) as mp4 under ``videos/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from eval.policies import Policy, load_policy_spec, policy_slug
+from eval.protocol import EpisodeSpec, Protocol, load_protocol
+from eval.slot_env import IDLE, format_error, make_slot_env
+
+log = logging.getLogger("vp-eval")
+
+KEY = ["task", "split", "level", "episode"]
+ROW_COLUMNS = ["policy", "checkpoint_hash", "protocol", "protocol_version", "protocol_sha256", "suite",
+               "task", "split", "level", "episode", "seed", "success", "steps", "return", "error",
+               "vp_bench_version", "wall_time_s", "finished_at"]
+TIMING_COLUMNS = ["wall_time_s", "finished_at"]  # the only columns allowed to differ between reruns
+BACKENDS = ("local", "ray")
+VECTOR_MODES = ("async", "sync")
+MANIFEST_PACKAGES = ("vp-bench", "numpy", "gymnasium", "mujoco", "metaworld", "robosuite", "torch",
+                     "diffusers", "stable-baselines3", "pandas", "pyarrow", "hydra-core", "imageio")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start (bad settings, or a run_dir that belongs to another protocol/policy)."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows, columns=ROW_COLUMNS).sort_values(KEY, kind="stable").reset_index(drop=True)
+    atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return pd.read_parquet(path).to_dict("records")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in MANIFEST_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit(start: Path | None = None) -> str | None:
+    """The checkout's HEAD commit, read from ``.git`` files (no subprocess; None outside a checkout)."""
+    here = (start or Path(__file__)).resolve()
+    for folder in [here, *here.parents]:
+        git = folder / ".git"
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        if not git.is_dir():
+            continue
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(" ", 1)[1]
+        common = git / "commondir"
+        roots = [git] + ([(git / common.read_text().strip()).resolve()] if common.is_file() else [])
+        for root in roots:
+            if (root / ref).is_file():
+                return (root / ref).read_text().strip()
+            packed = root / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split(" ", 1)[0]
+        return None
+    return None
+
+
+def environment_record() -> dict[str, Any]:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "hostname": socket.gethostname(),
+            "cpu_count": os.cpu_count(), "packages": package_versions(), "git_commit": git_commit(),
+            "mujoco_gl": os.environ.get("MUJOCO_GL")}
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, lambda tmp: imageio.mimwrite(tmp, frames, fps=fps, macro_block_size=1))
+
+
+# ---------------------------------------------------------------------------------------------- vector
+def make_vector(protocol: Protocol, num_envs: int, vector: str):
+    """``num_envs`` :class:`~eval.slot_env.SlotEnv` slots, in worker processes or in this one."""
+    import gymnasium as gym
+
+    if vector not in VECTOR_MODES:
+        raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
+    fns = [functools.partial(make_slot_env, protocol.suite, protocol.env_kwargs()) for _ in range(num_envs)]
+    if vector == "async" and num_envs > 1:
+        return gym.vector.AsyncVectorEnv(fns, context="spawn", shared_memory=True)
+    return gym.vector.SyncVectorEnv(fns)
+
+
+def unbatch_infos(infos: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Gymnasium's dict-of-arrays infos back into one dict per slot."""
+    return [{k: v[i] for k, v in infos.items() if not k.startswith("_")} for i in range(n)]
+
+
+def select(obs: Any, idx: np.ndarray) -> Any:
+    return {k: select(v, idx) for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+
+
+# ---------------------------------------------------------------------------------------------- run
+class Runner:
+    """Rolls a policy through a protocol; :func:`run` is the usual entry point."""
+
+    def __init__(self, protocol: Protocol, policy: Policy, run_dir: Path, num_envs: int = 2,
+                 vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
+                 retry_errors: bool = False, progress: bool = True,
+                 episodes: Sequence[EpisodeSpec] | None = None):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise RunError(f"num_envs must be a positive integer; got {num_envs!r}")
+        if vector not in VECTOR_MODES:
+            raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
+        self.protocol, self.policy, self.run_dir = protocol, policy, Path(run_dir)
+        self.num_envs, self.vector = num_envs, vector
+        self.videos_per_cell = videos_per_cell if protocol.cameras else 0
+        self.video_fps, self.retry_errors, self.progress = video_fps, retry_errors, progress
+        self.episodes = list(episodes) if episodes is not None else protocol.episodes()
+        self.parquet = self.run_dir / "episodes.parquet"
+        self.manifest_path = self.run_dir / "manifest.json"
+        try:
+            self.version = importlib.metadata.version("vp-bench")
+        except importlib.metadata.PackageNotFoundError:
+            self.version = "unknown"
+
+    # --------------------------------------------------------------------------------- bookkeeping
+    def _load_existing(self) -> list[dict[str, Any]]:
+        rows = read_rows(self.parquet)
+        for field, want in (("protocol_sha256", self.protocol.sha256), ("policy", self.policy.spec),
+                            ("checkpoint_hash", self.policy.checkpoint_hash)):
+            seen = {r[field] for r in rows}
+            if seen and seen != {want}:
+                raise RunError(f"run_dir {str(self.run_dir)!r} holds rows with {field}={sorted(seen)!r}, but this "
+                               f"run has {field}={want!r}; use another run_dir (a run dir is one protocol "
+                               f"and one policy)")
+        if self.retry_errors:
+            rows = [r for r in rows if not r["error"]]
+        return rows
+
+    def _write_manifest(self, session: dict[str, Any]) -> None:
+        manifest: dict[str, Any] = {}
+        if self.manifest_path.is_file():
+            manifest = json.loads(self.manifest_path.read_text())
+        sessions = [s for s in manifest.get("sessions", []) if s.get("start") != session["start"]]
+        manifest.update({
+            "protocol": {"name": self.protocol.name, "version": self.protocol.version,
+                         "sha256": self.protocol.sha256, "source": self.protocol.source},
+            "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash},
+            "episodes_total": len(self.episodes),
+            "sessions": sessions + [session],
+        })
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
+        atomic_write_bytes(self.manifest_path, lambda tmp: tmp.write_text(text))
+
+    def _row(self, ep: EpisodeSpec, info: dict[str, Any], error: str, wall: float) -> dict[str, Any]:
+        return {
+            "policy": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash,
+            "protocol": self.protocol.name, "protocol_version": self.protocol.version,
+            "protocol_sha256": self.protocol.sha256, "suite": self.protocol.suite,
+            "task": ep.task, "split": ep.split, "level": int(ep.level), "episode": int(ep.index),
+            "seed": int(info["seed"]), "success": bool(info["success"]) and not error,
+            "steps": int(info["steps"]), "return": float(info["return"]), "error": error,
+            "vp_bench_version": self.version, "wall_time_s": round(wall, 4), "finished_at": now_iso(),
+        }
+
+    # --------------------------------------------------------------------------------- main loop
+    def run(self) -> pd.DataFrame:
+        from tqdm import tqdm
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rows = self._load_existing()
+        done = {tuple(r[k] for k in KEY) for r in rows}
+        pending = [ep for ep in self.episodes if (ep.task, ep.split, ep.level, ep.index) not in done]
+        session = {"start": now_iso(), "end": None, "status": "running", "num_envs": self.num_envs,
+                   "vector": self.vector, "episodes_before": len(rows), "episodes_pending": len(pending),
+                   "environment": environment_record()}
+        self._write_manifest(session)
+        log.info("%s: %d episodes already done, %d to run", self.run_dir, len(rows), len(pending))
+        bar = tqdm(total=len(self.episodes), initial=len(self.episodes) - len(pending), unit="ep",
+                   desc=f"{self.protocol.name} {self.policy.spec}", disable=not self.progress, dynamic_ncols=True)
+        try:
+            if pending:
+                self._rollout(pending, rows, bar)
+            session.update(status="finished")
+        except BaseException as exc:  # KeyboardInterrupt included: say so in the manifest, then re-raise
+            session.update(status=f"stopped: {format_error(exc)}")
+            raise
+        finally:
+            bar.close()
+            session["end"] = now_iso()
+            session["episodes_after"] = len(rows)
+            self._write_manifest(session)
+        return pd.read_parquet(self.parquet) if self.parquet.is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+
+    def _rollout(self, pending: list[EpisodeSpec], rows: list[dict[str, Any]], bar) -> None:
+        n = min(self.num_envs, len(pending))
+        queue = list(reversed(pending))  # pop() from the end = protocol order
+        vec = make_vector(self.protocol, n, self.vector)
+        slots: list[EpisodeSpec | None] = [None] * n
+        started = [0.0] * n
+        frames: list[list[np.ndarray] | None] = [None] * n
+        camera = self.protocol.cameras[0] if self.protocol.cameras else None
+        try:
+            while queue or any(s is not None for s in slots):
+                # 1. hand free slots their next episode, start them
+                assign: list[Any] = [None] * n
+                for i in range(n):
+                    if slots[i] is None and queue:
+                        ep = queue.pop()
+                        slots[i], started[i] = ep, time.perf_counter()
+                        assign[i] = (ep.task, ep.split, ep.level, ep.index)
+                        frames[i] = [] if ep.index < self.videos_per_cell else None
+                if any(a is not None for a in assign):
+                    vec.set_attr("next_episode", assign)
+                    obs, infos = vec.reset()
+                    self.policy.reset([i for i in range(n) if assign[i] is not None])
+                infos_l = unbatch_infos(infos, n)
+                self._keep_frames(obs, camera, frames, slots, range(n), assign)
+                finished = self._collect(infos_l, slots, started, frames, rows, bar)
+                live = [i for i in range(n) if slots[i] is not None]
+                if not live:
+                    if finished:
+                        write_rows(self.parquet, rows)
+                    continue
+                # 2. one batched policy call for the live slots
+                actions = np.zeros((n, 4), np.float32)
+                failed = self._act(obs, infos_l, live, actions)
+                if failed:  # end those episodes now, record the policy's error
+                    for i, err in failed.items():
+                        self._finish(i, infos_l[i], err, slots, started, frames, rows, bar)
+                    vec.set_attr("next_episode", [IDLE if i in failed else None for i in range(n)])
+                    obs, infos = vec.reset()
+                    finished += len(failed)
+                    live = [i for i in live if i not in failed]
+                # 3. step every slot (idle and finished slots ignore their action)
+                if live:
+                    obs, _, _, _, infos = vec.step(actions)
+                    infos_l = unbatch_infos(infos, n)
+                    self._keep_frames(obs, camera, frames, slots, live, None)
+                    finished += self._collect(infos_l, slots, started, frames, rows, bar)
+                if finished:
+                    write_rows(self.parquet, rows)
+        finally:
+            vec.close()
+        write_rows(self.parquet, rows)
+
+    def _act(self, obs, infos_l, live, actions) -> dict[int, str]:
+        """Fill ``actions[live]``; return ``{slot: error}`` for slots whose policy call raised."""
+        idx = np.asarray(live)
+        # privileged_state (the simulator's full state) goes only to policies that declare they are
+        # references (the scripted expert), so a policy under test cannot read it by accident.
+        hide = () if getattr(self.policy, "privileged", False) else ("privileged_state",)
+        batch_infos = [{**{k: v for k, v in infos_l[i].items() if k not in hide}, "slot": i} for i in live]
+        try:
+            out = np.asarray(self.policy.act(select(obs, idx), batch_infos), np.float32)
+            if out.shape != (len(live), 4):
+                raise ValueError(f"policy returned actions of shape {out.shape}; expected ({len(live)}, 4)")
+            actions[idx] = out
+            return {}
+        except Exception as exc:
+            if len(live) == 1:  # nothing to narrow down; do not call a stateful policy twice
+                return {live[0]: "policy: " + format_error(exc)}
+        failed = {}
+        for i in live:  # retry alone so that only the episodes that really fail are marked
+            try:
+                out = np.asarray(self.policy.act(select(obs, np.asarray([i])), [batch_infos[live.index(i)]]),
+                                 np.float32)
+                if out.shape != (1, 4):
+                    raise ValueError(f"policy returned actions of shape {out.shape}; expected (1, 4)")
+                actions[i] = out[0]
+            except Exception as exc:
+                failed[i] = "policy: " + format_error(exc)
+        return failed
+
+    def _keep_frames(self, obs, camera, frames, slots, which, assign):
+        if camera is None:
+            return
+        for i in which:
+            if frames[i] is not None and slots[i] is not None and (assign is None or assign[i] is not None):
+                frames[i].append(np.array(obs["pixels"][camera][i], copy=True))
+
+    def _collect(self, infos_l, slots, started, frames, rows, bar) -> int:
+        count = 0
+        for i, info in enumerate(infos_l):
+            if slots[i] is not None and info["active"] and info["done"]:
+                self._finish(i, info, str(info["error"]), slots, started, frames, rows, bar)
+                count += 1
+        return count
+
+    def _finish(self, i, info, error, slots, started, frames, rows, bar) -> None:
+        ep = slots[i]
+        if frames[i]:
+            name = f"{ep.task}/{ep.split}" + (f"_L{ep.level}" if ep.level != 1 else "") + f"/ep{ep.index:03d}.mp4"
+            try:
+                write_video(self.run_dir / "videos" / name, frames[i], self.video_fps)
+            except Exception as exc:  # a video is a convenience; never lose the row for it
+                log.warning("could not write video %s: %s", name, format_error(exc))
+        rows.append(self._row(ep, info, error, time.perf_counter() - started[i]))
+        slots[i], frames[i] = None, None
+        bar.update(1)
+        if error:
+            log.warning("episode %s/%s/L%d/%d failed: %s", ep.task, ep.split, ep.level, ep.index, error)
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise RunError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise RunError("backend=ray needs Ray, which is not installed: pip install ray "
+                       "(or use backend=local)")
+
+
+def default_run_dir(protocol: Protocol, spec: str) -> Path:
+    return Path("results") / "runs" / protocol.name / policy_slug(spec)
+
+
+def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | None = None, num_envs: int = 2,
+        backend: str = "local", vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
+        retry_errors: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows."""
+    check_backend(backend)
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    pol = policy if isinstance(policy, Policy) else load_policy_spec(policy)
+    if not getattr(pol, "spec", ""):
+        raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
+    run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
+    kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,
+                  retry_errors=retry_errors, progress=progress)
+    if backend == "ray":
+        from eval.ray_backend import run_ray
+
+        return run_ray(proto, pol, run_dir, **kwargs)
+    return Runner(proto, pol, run_dir, **kwargs).run()

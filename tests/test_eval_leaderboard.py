@@ -1,0 +1,63 @@
+"""The leaderboard's numbers are exactly what a hand count of the parquet rows gives."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from eval.leaderboard import build, main
+from eval.runner import ROW_COLUMNS
+from vp_envs.stats import wilson_interval
+
+
+def fake_rows(policy: str, outcomes: dict[str, list[int]], errors: dict[str, int] | None = None) -> pd.DataFrame:
+    """Rows for one policy: ``outcomes[split]`` lists 0/1 per episode; ``errors[split]`` marks that many of
+    the successful ones as errored (an errored episode must count as a failure)."""
+    rows = []
+    for split, results in outcomes.items():
+        task = "door-close-v3" if split == "new_task" else "reach-v3"
+        n_err = (errors or {}).get(split, 0)
+        for i, ok in enumerate(results):
+            err = "RuntimeError: boom" if ok and n_err > 0 else ""
+            n_err -= bool(err)
+            rows.append(dict(policy=policy, checkpoint_hash=f"{policy}-hash", protocol="toy", protocol_version=1,
+                             protocol_sha256="ab" * 32, suite="metaworld", task=task, split=split,
+                             level=2 if split == "camera" else 1, episode=i, seed=i, success=bool(ok), steps=10,
+                             **{"return": 1.0}, error=err, vp_bench_version="0", wall_time_s=0.1,
+                             finished_at="2026-01-01T00:00:00+00:00"))
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def test_numbers_match_a_hand_count(tmp_path):
+    results = tmp_path / "results"
+    (results / "runs" / "a").mkdir(parents=True)
+    (results / "runs" / "b").mkdir(parents=True)
+    fake_rows("alpha", {"test": [1] * 8 + [0] * 2, "camera": [1] * 5 + [0] * 5, "new_task": [1, 0, 0, 0]},
+              errors={"camera": 1}).to_parquet(results / "runs" / "a" / "episodes.parquet")
+    fake_rows("beta", {"test": [0] * 10, "camera": [0] * 10, "new_task": [0] * 4}).to_parquet(
+        results / "runs" / "b" / "episodes.parquet")
+    assert main(["--results", str(results)]) == 0
+
+    csv = pd.read_csv(results / "leaderboard.csv")
+    alpha = csv[csv["policy"] == "alpha"].set_index("split")
+    # by hand: test 8/10; camera 5 successes, one of them errored -> 4/10; new_task 1/4
+    for split, k, n in (("test", 8, 10), ("camera", 4, 10), ("new_task", 1, 4)):
+        lo, hi = wilson_interval(k, n)
+        assert (alpha.loc[split, "episodes"], alpha.loc[split, "successes"]) == (n, k)
+        assert alpha.loc[split, "success_rate"] == pytest.approx(k / n, abs=1e-4)
+        assert (alpha.loc[split, "ci95_low"], alpha.loc[split, "ci95_high"]) == pytest.approx((lo, hi), abs=1e-4)
+    assert alpha.loc["camera", "errors"] == 1
+    assert alpha.loc["camera", "drop_vs_test"] == pytest.approx(0.8 - 0.4, abs=1e-4)
+    assert alpha.loc["new_task", "drop_vs_test"] == pytest.approx(0.8 - 0.25, abs=1e-4)
+    assert pd.isna(alpha.loc["test", "drop_vs_test"])
+    assert alpha.loc["mean", "success_rate"] == pytest.approx((0.8 + 0.4 + 0.25) / 3, abs=1e-4)
+
+    md = (results / "LEADERBOARD.md").read_text()
+    assert "| `alpha` (alpha-ha) | 80 [49, 94] | 40 [17, 69] (1 err) | 25 [5, 70] | **48** |" in md
+    assert "| `alpha` (alpha-ha) | +40 | +55 |" in md
+    assert (results / "toy_success.png").stat().st_size > 1000
+
+
+def test_empty_results_folder(tmp_path):
+    summary = build(tmp_path)
+    assert summary.empty and "No results yet" in (tmp_path / "LEADERBOARD.md").read_text()
