@@ -31,6 +31,10 @@ def _main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "policy"):
         _fail("policy is required, e.g. vp-eval policy=expert (valid: expert, random, sb3:<model.zip>, "
               "py:<module>:<factory>, <checkpoint dir>)")
+    if int(cfg.get("torch_threads", 0)) > 0:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     try:
         rows = run(protocol=str(cfg.protocol), policy=str(cfg.policy), run_dir=cfg.run_dir,
                    num_envs=int(cfg.num_envs), backend=str(cfg.backend), vector=str(cfg.vector),

@@ -172,13 +172,45 @@ def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the groups that hold every episode of their protocol; describe the others.
+
+    A run still in progress (or killed) would otherwise be ranked on the splits it happened to finish.
+    The expected count is the shipped protocol's episode list when its hash matches, else the largest
+    group of the same protocol hash.
+    """
+    from eval.protocol import ProtocolError, load_protocol
+
+    keep, notes = [], []
+    for group, g in rows.groupby(GROUP, sort=True):
+        info = dict(zip(GROUP, group))
+        expected = int(rows[rows["protocol_sha256"] == info["protocol_sha256"]].groupby(GROUP).size().max())
+        try:
+            proto = load_protocol(info["protocol"])
+            if proto.sha256 == info["protocol_sha256"]:
+                expected = len(proto.episodes())
+        except (ProtocolError, FileNotFoundError):
+            pass
+        if len(g) >= expected:
+            keep.append(g)
+        else:
+            notes.append(f"`{info['policy']}` on {info['protocol']}: {len(g)} of {expected} episodes "
+                         f"({g['source'].iloc[0]})")
+    return (pd.concat(keep, ignore_index=True) if keep else rows.iloc[:0]), notes
+
+
 def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFrame:
-    """Read every parquet under ``results`` and write the three outputs into ``out`` (default: results)."""
+    """Read every parquet under ``results`` and write the three outputs into ``out`` (default: results).
+    Incomplete runs are left out of the tables and listed at the end of LEADERBOARD.md."""
     out = out or results
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(load_rows(results))
+    rows, incomplete = complete_runs(load_rows(results))
+    summary = summarise(rows)
     summary.to_csv(out / "leaderboard.csv", index=False, float_format="%.4f")
-    (out / "LEADERBOARD.md").write_text(markdown(summary))
+    text = markdown(summary)
+    if incomplete:
+        text += "\nIncomplete runs, not ranked:\n\n" + "\n".join(f"- {n}" for n in incomplete) + "\n"
+    (out / "LEADERBOARD.md").write_text(text)
     if not summary.empty:
         plot(summary, out)
     return summary

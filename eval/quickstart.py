@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         protocol = parse_protocol({**lite.raw, "name": "metaworld-lite-quickstart", "tasks": tasks,
                                    "splits": ["test", "camera"], "episodes": args.eval_episodes},
                                   source="metaworld-lite (quickstart slice)")
+        import torch
+
+        torch.set_num_threads(1)  # small-batch inference beside the renderer: see eval/conf/eval.yaml
         rows = run(protocol, str(checkpoint), run_dir=out / "eval_bc", vector="sync", num_envs=2)
     except ValueError as exc:
         print(f"vp-quickstart: error: {exc}", file=sys.stderr)
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     table = rows.groupby(["task", "split"])["success"].mean().unstack()
     print(f"\nBC after {args.train_steps} steps on {args.episodes} demos per task, success rate:\n{table}\n"
           f"\ncontact sheet:  {out / 'splits_contact_sheet.png'}\nshift levels:   {out / 'split_levels.png'}\n"
+          f"robosuite:      {out / 'robosuite_splits_contact_sheet.png'}\n"
           f"expert videos:  {out / 'videos'}\nBC checkpoint:  {checkpoint}\n"
           f"BC rollouts:    {out / 'eval_bc'} (episodes.parquet, videos/)\ndone in {time.time() - t0:.0f} s")
     return 0

@@ -61,3 +61,19 @@ def test_numbers_match_a_hand_count(tmp_path):
 def test_empty_results_folder(tmp_path):
     summary = build(tmp_path)
     assert summary.empty and "No results yet" in (tmp_path / "LEADERBOARD.md").read_text()
+
+
+def test_incomplete_runs_are_listed_not_ranked():
+    import pandas as pd
+
+    from eval.leaderboard import complete_runs
+
+    def rows(policy, n):
+        return [dict(protocol="p", protocol_version=1, protocol_sha256="abc", policy=policy, checkpoint_hash=policy,
+                     task="reach-v3", split="test", level=1, episode=i, success=True, error="",
+                     source=f"{policy}/episodes.parquet") for i in range(n)]
+
+    frame = pd.DataFrame(rows("full", 4) + rows("partial", 2))
+    kept, notes = complete_runs(frame)
+    assert set(kept["policy"]) == {"full"}
+    assert notes == ["`partial` on p: 2 of 4 episodes (partial/episodes.parquet)"]

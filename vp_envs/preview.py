@@ -2,7 +2,8 @@
 
 1. records a few expert demonstrations of two Meta-World tasks (``vp-data``),
 2. draws the splits side by side: ``splits_contact_sheet.png`` (rows: splits; columns: tasks x episodes),
-   ``split_levels.png`` (rows: shift splits; columns: levels 1..4),
+   ``split_levels.png`` (rows: shift splits; columns: levels 1..4), and the same sheet for robosuite
+   (``robosuite_splits_contact_sheet.png``),
 3. writes one short expert video per split under ``videos/``.
 
     vp-preview --out runs/preview
@@ -25,18 +26,20 @@ import vp_envs
 from vp_envs.datagen import generate
 
 DEFAULT_TASKS = ("pick-place-v3", "reach-v3")
+ROBOSUITE_TASKS = ("Lift", "Door")  # the robosuite sheet: a grasp task and an articulated one
 LABEL_W = 110
 
 
-def first_frame(suite: str, task: str, split: str, episode: int, size: int, level: int | None = None,
-                camera: str | None = None) -> np.ndarray:
+def first_frames(suite: str, task: str, split: str, episodes: list[int], size: int, level: int | None = None,
+                 camera: str | None = None) -> list[np.ndarray]:
+    """First frame of each of ``episodes`` of (task, split): one env, reset once per episode."""
     kwargs = dict(split=split, level=level, width=size, height=size)
     if camera:
         kwargs["cameras"] = (camera,)
     env = vp_envs.make(f"vp/{suite}-{task}", **kwargs)
-    obs, _ = env.reset(options={"episode": episode})
+    frames = [next(iter(env.reset(options={"episode": e})[0]["pixels"].values())) for e in episodes]
     env.close()
-    return next(iter(obs["pixels"].values()))
+    return frames
 
 
 def labelled_grid(rows: list[tuple[str, list[np.ndarray]]], header: list[str], size: int) -> Image.Image:
@@ -58,17 +61,17 @@ def contact_sheet(suite: str, tasks: tuple[str, ...], episodes: int, size: int) 
     rows = []
     for name, split in tqdm(spec.splits.items(), desc="contact sheet", unit="split"):
         row_tasks = tasks if split.tasks is None else (held_out,) * len(tasks)
-        rows.append((name, [first_frame(suite, t, name, e, size) for t in row_tasks for e in range(episodes)]))
+        rows.append((name, [f for t in row_tasks for f in first_frames(suite, t, name, list(range(episodes)), size)]))
     header = [f"{t[:14]} ep{e}" for t in tasks for e in range(episodes)]
     return labelled_grid(rows, header, size)
 
 
 def levels_sheet(suite: str, task: str, size: int) -> Image.Image:
     spec = vp_envs.load_splits(suite)
-    rows = [("test", [first_frame(suite, task, "test", 0, size)])]
+    rows = [("test", first_frames(suite, task, "test", [0], size))]
     for name, split in spec.splits.items():
         if split.levels and split.tasks is None:
-            rows.append((name, [first_frame(suite, task, name, 0, size, level=lv)
+            rows.append((name, [first_frames(suite, task, name, [0], size, level=lv)[0]
                                 for lv in range(1, split.num_levels + 1)]))
     return labelled_grid(rows, [f"level {i}" for i in range(1, 5)], size)
 
@@ -95,6 +98,7 @@ def preview(out: Path, suite: str, tasks: list[str], episodes: int, size: int) -
     generate(suite, tasks, "train", episodes, out / "data")
     contact_sheet(suite, tuple(tasks), 2, size).save(out / "splits_contact_sheet.png")
     levels_sheet(suite, tasks[0], size).save(out / "split_levels.png")
+    contact_sheet("robosuite", ROBOSUITE_TASKS, 2, size).save(out / "robosuite_splits_contact_sheet.png")
     spec = vp_envs.load_splits(suite)
     for name, split in tqdm(spec.splits.items(), desc="videos", unit="split"):
         task = tasks[0] if split.tasks is None else spec.held_out_tasks[0]
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vp-preview: error: {exc}", file=sys.stderr)
         return 2
     print(f"\ndemonstrations: {out / 'data'}\ncontact sheet:  {out / 'splits_contact_sheet.png'}\n"
+          f"robosuite:      {out / 'robosuite_splits_contact_sheet.png'}\n"
           f"shift levels:   {out / 'split_levels.png'}\nvideos:         {out / 'videos'}\n"
           f"done in {time.time() - t0:.0f} s")
     return 0

@@ -1,6 +1,7 @@
 """A 64x64 pixel step through vp_envs against Meta-World's stock ``render_mode="rgb_array"`` path.
 
-Both are measured in the same run; the ratio test reads the two means and records the ratio in the
+Both are measured in the same run; the ratio test compares their fastest steps (robust to other load on the
+machine) and records the ratio in the
 benchmark JSON (``--benchmark-json``). Target: at least 5x.
 
     pytest tests/benchmarks/test_render_speed.py --benchmark-columns=mean,rounds
@@ -38,7 +39,7 @@ def _run(benchmark, step, reset, key):
         return step()
 
     result = benchmark.pedantic(one_step, rounds=30, iterations=1, warmup_rounds=3)
-    MEANS[key] = benchmark.stats.stats.mean
+    MEANS[key] = benchmark.stats.stats.min  # the least-disturbed step: robust to other load on the machine
     return result
 
 

@@ -2,7 +2,8 @@
 
 The stock path is ``suite.make(..., use_camera_obs=True, has_offscreen_renderer=True)`` with one 64x64
 ``agentview`` camera and the same controller; ours is ``vp/robosuite-Lift`` with the same camera. Both are
-measured in the same run; the ratio test records the ratio in the benchmark JSON. Target: at least 3x (physics
+measured in the same run; the ratio test compares their fastest steps (robust to other load) and records the
+ratio in the benchmark JSON. Target: at least 3x (physics
 and the OSC controller, ~11 ms a step, are shared by both and bound the ratio).
 
     pytest tests/benchmarks/test_robosuite_speed.py --benchmark-columns=mean,rounds
@@ -42,7 +43,7 @@ def _run(benchmark, step, reset, key):
         return step()
 
     result = benchmark.pedantic(one_step, rounds=ROUNDS, iterations=1, warmup_rounds=3)
-    MEANS[key] = benchmark.stats.stats.mean
+    MEANS[key] = benchmark.stats.stats.min  # the least-disturbed step: robust to other load on the machine
     return result
 
 
