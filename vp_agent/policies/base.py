@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vp_agent.data import MinMax
+from vp_agent.policies.modules import center_crop, random_crop
 from vp_agent.text import make_text_encoder
 
 CHECKPOINT_FORMAT = 1
@@ -61,6 +62,21 @@ class Policy(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def encode_observations(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, n_obs * (feature_dim [+ state_dim]) + text_dim) conditioning vector from a batch.
+
+        Images are random-cropped in training and centre-cropped at inference (``config.crop``); subclasses
+        that use it define ``self.encoder`` (an image encoder to ``config.feature_dim``).
+        """
+        b, n = batch["image"].shape[:2]
+        images = batch["image"].flatten(0, 1).float() / 255.0
+        if self.config.crop:
+            images = random_crop(images, self.config.crop) if self.training else center_crop(images, self.config.crop)
+        feats = self.encoder(images).view(b, n, -1)
+        if self.config.use_state:
+            feats = torch.cat([feats, batch["state"]], -1)
+        return torch.cat([feats.flatten(1), batch["text"]], -1)
 
     # --------------------------------------------------------------------------------------- acting
     @property

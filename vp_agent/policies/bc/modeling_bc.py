@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vp_agent.policies.base import Policy
 from vp_agent.policies.bc.configuration_bc import BCConfig
-from vp_agent.policies.modules import ImageEncoder, center_crop, random_crop
+from vp_agent.policies.modules import ImageEncoder
 
 
 class BCPolicy(Policy):
@@ -28,23 +27,12 @@ class BCPolicy(Policy):
         layers.append(nn.Linear(d, config.horizon * action_dim))
         self.mlp = nn.Sequential(*layers)
 
-    def _features(self, batch) -> torch.Tensor:
-        b, n = batch["image"].shape[:2]
-        images = batch["image"].flatten(0, 1).float() / 255.0
-        crop = self.config.crop
-        if crop:
-            images = random_crop(images, crop) if self.training else center_crop(images, crop)
-        feats = self.encoder(images).view(b, n, -1)
-        if self.config.use_state:
-            feats = torch.cat([feats, batch["state"]], -1)
-        return torch.cat([feats.flatten(1), batch["text"]], -1)
-
     def predict_action_chunk(self, batch):
-        out = self.mlp(self._features(batch)).view(-1, self.config.horizon, self.action_dim)
+        out = self.mlp(self.encode_observations(batch)).view(-1, self.config.horizon, self.action_dim)
         return out.clamp(-1, 1)
 
     def forward(self, batch):
-        pred = self.mlp(self._features(batch)).view(-1, self.config.horizon, self.action_dim)
+        pred = self.mlp(self.encode_observations(batch)).view(-1, self.config.horizon, self.action_dim)
         err = F.mse_loss(pred, batch["action"], reduction="none")
         mask = (~batch["action_is_pad"]).unsqueeze(-1).float()
         return {"loss": (err * mask).sum() / mask.expand_as(err).sum().clamp(min=1)}

@@ -10,7 +10,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from vp_agent.policies.base import Policy
 from vp_agent.policies.diffusion.configuration_diffusion import DiffusionConfig
-from vp_agent.policies.modules import ConditionalUnet1D, ImageEncoder, center_crop, random_crop
+from vp_agent.policies.modules import ConditionalUnet1D, ImageEncoder
 
 
 class DiffusionPolicy(Policy):
@@ -30,18 +30,8 @@ class DiffusionPolicy(Policy):
         self.train_scheduler = DDPMScheduler(**schedule)
         self.sample_scheduler = DDIMScheduler(**schedule, set_alpha_to_one=True, steps_offset=0)
 
-    def _condition(self, batch) -> torch.Tensor:
-        b, n = batch["image"].shape[:2]
-        images = batch["image"].flatten(0, 1).float() / 255.0
-        if self.config.crop:
-            images = random_crop(images, self.config.crop) if self.training else center_crop(images, self.config.crop)
-        feats = self.encoder(images).view(b, n, -1)
-        if self.config.use_state:
-            feats = torch.cat([feats, batch["state"]], -1)
-        return torch.cat([feats.flatten(1), batch["text"]], -1)
-
     def forward(self, batch):
-        cond = self._condition(batch)
+        cond = self.encode_observations(batch)
         actions = batch["action"]
         noise = torch.randn_like(actions)
         t = torch.randint(0, self.config.num_train_timesteps, (len(actions),), device=actions.device)
@@ -52,7 +42,7 @@ class DiffusionPolicy(Policy):
         return {"loss": (err * mask).sum() / mask.expand_as(err).sum().clamp(min=1)}
 
     def predict_action_chunk(self, batch):
-        cond = self._condition(batch)
+        cond = self.encode_observations(batch)
         sample = torch.randn(len(cond), self.config.horizon, self.action_dim, device=cond.device)
         self.sample_scheduler.set_timesteps(self.config.num_inference_steps)
         for t in self.sample_scheduler.timesteps:
