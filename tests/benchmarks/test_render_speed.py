@@ -12,6 +12,8 @@ import pytest
 
 import vp_envs
 
+from benchmarks.stepping import time_steps
+
 MEANS: dict[str, float] = {}
 TARGET_RATIO = 5.0
 TASK = "pick-place-v3"
@@ -30,17 +32,7 @@ def _stock_env():
 
 
 def _run(benchmark, step, reset, key):
-    counter = {"n": 0}
-
-    def one_step():
-        counter["n"] += 1
-        if counter["n"] % 100 == 0:  # stay inside the episode limit
-            reset()
-        return step()
-
-    result = benchmark.pedantic(one_step, rounds=30, iterations=1, warmup_rounds=3)
-    MEANS[key] = benchmark.stats.stats.min  # the least-disturbed step: robust to other load on the machine
-    return result
+    return time_steps(benchmark, step, reset, 30, MEANS, key)
 
 
 def test_stock_metaworld_pixel_step(benchmark):

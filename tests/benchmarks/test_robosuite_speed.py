@@ -14,6 +14,8 @@ import pytest
 
 import vp_envs
 
+from benchmarks.stepping import time_steps
+
 MEANS: dict[str, float] = {}
 TARGET_RATIO = 3.0
 TASK = "Lift"
@@ -34,17 +36,7 @@ def _stock_env():
 
 
 def _run(benchmark, step, reset, key):
-    counter = {"n": 0}
-
-    def one_step():
-        counter["n"] += 1
-        if counter["n"] % 100 == 0:  # stay far from any workspace limit
-            reset()
-        return step()
-
-    result = benchmark.pedantic(one_step, rounds=ROUNDS, iterations=1, warmup_rounds=3)
-    MEANS[key] = benchmark.stats.stats.min  # the least-disturbed step: robust to other load on the machine
-    return result
+    return time_steps(benchmark, step, reset, ROUNDS, MEANS, key)
 
 
 def test_stock_robosuite_pixel_step(benchmark):
