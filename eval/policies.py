@@ -264,11 +264,10 @@ def _load_py(spec: str) -> Policy:
 def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
     import vp_agent
 
-    if not hasattr(vp_agent, "load_policy"):
-        raise PolicySpecError(f"checkpoint dir {str(path)!r}: vp_agent policies are not available yet "
-                              f"(vp_agent.load_policy does not exist; issue 5). Valid specs now: "
-                              f"{', '.join(SPEC_KINDS[:-1])}")
-    policy = vp_agent.load_policy(str(path))
+    try:
+        policy = vp_agent.load_policy(str(path))
+    except vp_agent.CheckpointError as exc:  # a clear error before any rollout, as for every other spec
+        raise PolicySpecError(f"policy {spec!r}: {exc}") from exc
     for method in ("reset", "act"):
         if not callable(getattr(policy, method, None)):
             raise PolicySpecError(f"checkpoint dir {str(path)!r}: vp_agent.load_policy returned "

@@ -30,11 +30,8 @@ def test_bad_specs_fail_with_the_valid_kinds(spec, words):
         assert word in str(err.value)
 
 
-def test_checkpoint_dir_needs_vp_agent(tmp_path, monkeypatch):
-    import vp_agent
-
-    monkeypatch.delattr(vp_agent, "load_policy", raising=False)
-    with pytest.raises(PolicySpecError, match="vp_agent policies are not available yet"):
+def test_checkpoint_dir_that_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(PolicySpecError, match="is not a policy checkpoint: config.json is missing"):
         load_policy_spec(str(tmp_path))
 
 

@@ -8,13 +8,12 @@ benchmark JSON (``--benchmark-json``). Target: at least 5x.
 """
 
 import numpy as np
-import pytest
 
 import vp_envs
 
-from benchmarks.stepping import time_steps
+from benchmarks.stepping import check_speedup, time_steps
 
-MEANS: dict[str, float] = {}
+FASTEST: dict[str, float] = {}
 TARGET_RATIO = 5.0
 TASK = "pick-place-v3"
 ACTION = np.array([0.1, 0.0, -0.1, 0.5], np.float32)
@@ -32,7 +31,7 @@ def _stock_env():
 
 
 def _run(benchmark, step, reset, key):
-    return time_steps(benchmark, step, reset, 30, MEANS, key)
+    return time_steps(benchmark, step, reset, 30, FASTEST, key)
 
 
 def test_stock_metaworld_pixel_step(benchmark):
@@ -56,12 +55,4 @@ def test_vp_envs_pixel_step(benchmark):
 
 
 def test_speedup_over_stock(benchmark):
-    if set(MEANS) != {"stock", "vp_envs"}:
-        pytest.skip("needs both step benchmarks in the same run (benchmarks disabled or deselected)")
-    ratio = MEANS["stock"] / MEANS["vp_envs"]
-    benchmark.extra_info.update(stock_ms=MEANS["stock"] * 1e3, vp_envs_ms=MEANS["vp_envs"] * 1e3,
-                                speedup=ratio)
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    print(f"\n64x64 pixel step: stock {MEANS['stock'] * 1e3:.1f} ms, vp_envs {MEANS['vp_envs'] * 1e3:.1f} ms, "
-          f"speed-up {ratio:.1f}x")
-    assert ratio >= TARGET_RATIO
+    check_speedup(benchmark, FASTEST, TARGET_RATIO, "64x64 pixel step")
