@@ -261,6 +261,7 @@ class Runner:
         slots: list[EpisodeSpec | None] = [None] * n
         started = [0.0] * n
         frames: list[list[np.ndarray] | None] = [None] * n
+        self._frames, self._generated = frames, {}
         camera = self.protocol.cameras[0] if self.protocol.cameras else None
         try:
             while queue or any(s is not None for s in slots):
@@ -318,6 +319,7 @@ class Runner:
             if out.shape != (len(live), 4):
                 raise ValueError(f"policy returned actions of shape {out.shape}; expected ({len(live)}, 4)")
             actions[idx] = out
+            self._keep_generated(live)
             return {}
         except Exception as exc:
             if len(live) == 1:  # nothing to narrow down; do not call a stateful policy twice
@@ -330,9 +332,40 @@ class Runner:
                 if out.shape != (1, 4):
                     raise ValueError(f"policy returned actions of shape {out.shape}; expected (1, 4)")
                 actions[i] = out[0]
+                self._keep_generated([i])
             except Exception as exc:
                 failed[i] = "policy: " + format_error(exc)
         return failed
+
+    def _keep_generated(self, live) -> None:
+        """Policies that generate video (Video Policy) expose ``generated[slot]``: (cams, F, H, W, 3) frames of
+        their last chunk. Keep each new one with the step it was made at, for the episodes filmed."""
+        generated = getattr(self.policy, "generated", None)
+        if not isinstance(generated, dict):
+            return
+        for i in live:
+            video, kept = generated.get(i), self._generated.setdefault(i, [])
+            if video is not None and self._frames[i] is not None and (not kept or kept[-1][1] is not video):
+                kept.append((len(self._frames[i]) - 1, video))
+
+    def _write_side_by_side(self, i, name: str) -> None:
+        """Executed frames (left) beside what the policy generated for them (right): the generated frame shown
+        at step t is the one the last chunk predicted for the next frame_stride steps."""
+        kept, executed = self._generated.pop(i, []), self._frames[i]
+        if not kept or not executed:
+            return
+        stride = max(1, int(getattr(getattr(self.policy, "config", None), "frame_stride", 1)))
+        out, k = [], 0
+        for t, frame in enumerate(executed):
+            while k + 1 < len(kept) and kept[k + 1][0] <= t:
+                k += 1
+            start, video = kept[k]
+            gen = video[0, min(max(t - start, 0) // stride, video.shape[1] - 1)]
+            if gen.shape != frame.shape:
+                continue
+            out.append(np.concatenate([frame, gen], axis=1))
+        if out:
+            write_video(self.run_dir / "videos" / name.replace(".mp4", "_vs_generated.mp4"), out, self.video_fps)
 
     def _keep_frames(self, obs, camera, frames, slots, which, assign):
         if camera is None:
@@ -355,8 +388,10 @@ class Runner:
             name = f"{ep.task}/{ep.split}" + (f"_L{ep.level}" if ep.level != 1 else "") + f"/ep{ep.index:03d}.mp4"
             try:
                 write_video(self.run_dir / "videos" / name, frames[i], self.video_fps)
+                self._write_side_by_side(i, name)
             except Exception as exc:  # a video is a convenience; never lose the row for it
                 log.warning("could not write video %s: %s", name, format_error(exc))
+        self._generated.pop(i, None)
         rows.append(self._row(ep, info, error, time.perf_counter() - started[i]))
         slots[i], frames[i] = None, None
         bar.update(1)
@@ -378,16 +413,29 @@ def default_run_dir(protocol: Protocol, spec: str) -> Path:
 
 def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | None = None, num_envs: int = 2,
         backend: str = "local", vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
-        retry_errors: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows."""
+        retry_errors: bool = False, progress: bool = True, splits: Sequence[str] | None = None) -> pd.DataFrame:
+    """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows.
+
+    ``splits`` runs only those splits' cells (a partial run: the leaderboard shows it apart, unranked)."""
     check_backend(backend)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    episodes = None
+    if splits:
+        names = list(dict.fromkeys(e.name for e in proto.splits))
+        unknown = [s for s in splits if s not in names]
+        if unknown:
+            raise RunError(f"splits {unknown} are not in protocol {proto.name}; valid: {', '.join(names)}")
+        episodes = [ep for ep in proto.episodes() if ep.split in splits]
     pol = policy if isinstance(policy, Policy) else load_policy_spec(policy)
     if not getattr(pol, "spec", ""):
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
     run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
     kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,
                   retry_errors=retry_errors, progress=progress)
+    if episodes is not None:
+        if backend == "ray":
+            raise RunError("splits= is not supported with backend=ray yet; run the subset locally")
+        kwargs["episodes"] = episodes
     if backend == "ray":
         from eval.ray_backend import run_ray
 

@@ -133,7 +133,7 @@ def test_checkpoint_errors_name_path_and_reason(demos, tmp_path):
     (ckpt / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_policy(ckpt)
-    with pytest.raises(ValueError, match="unknown policy 'bcc'; known: bc, diffusion"):
+    with pytest.raises(ValueError, match="unknown policy .bcc.; known: bc, diffusion, video_policy"):
         make_policy("bcc", {}, None, 4, 4)
 
 

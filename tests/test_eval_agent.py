@@ -32,3 +32,30 @@ def test_checkpoint_dir_runs_through_the_protocol_twice_identically(tmp_path):
     assert len(a) == 6 and (a["error"] == "").all()
     assert without_timings(a).equals(without_timings(b))
     assert np.all(a["steps"] > 0)
+
+
+def test_video_policy_saves_generated_beside_executed_video_on_a_split_subset(tmp_path):
+    """vp-eval on a Video Policy checkpoint, one split of the protocol: rows for that split only, and an mp4 of
+    the executed rollout next to one of executed | generated frames."""
+    import imageio.v3 as iio
+    import pytest
+
+    from eval.runner import RunError
+    from test_video_policy import TINY as VP_TINY
+    from vp_agent.data import VideoDataset
+
+    generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "demos", size=32, progress=False)
+    ds = VideoDataset([tmp_path / "demos"], horizon=8, frame_stride=4)
+    torch.manual_seed(0)
+    policy = make_policy("video_policy", VP_TINY, ds.stats, ds.state_dim, ds.action_dim)
+    policy.save(tmp_path / "ckpt")
+    protocol = write_protocol(tmp_path, episodes=1)
+    rows = run(protocol, str(tmp_path / "ckpt"), run_dir=tmp_path / "run", num_envs=1, vector="sync",
+               videos_per_cell=1, progress=False, splits=["camera"])
+    assert set(rows["split"]) == {"camera"} and len(rows) == 1 and (rows["error"] == "").all()
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").rglob("*.mp4"))
+    assert videos == ["ep000.mp4", "ep000_vs_generated.mp4"]
+    side = iio.imread(next((tmp_path / "run" / "videos").rglob("*_vs_generated.mp4")))
+    assert side.shape[1:3] == (32, 64)  # executed | generated
+    with pytest.raises(RunError, match="not in protocol tiny; valid: test, camera"):
+        run(protocol, str(tmp_path / "ckpt"), run_dir=tmp_path / "run2", splits=["nope"], progress=False)

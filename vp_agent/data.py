@@ -137,3 +137,94 @@ class DemoDataset(torch.utils.data.Dataset):
         if self.text_emb is not None:
             item["text"] = self.text_emb[self.text_ids[e]]
         return item
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Samples for Video Policy: the current frame of each camera, the future frames the video model must
+    generate (one every ``frame_stride`` steps), and the action chunk when the episode has actions.
+
+    Action-free episodes (``vp-data --no-actions``) are kept: they train the autoencoder and the video model;
+    :meth:`indices` leaves them out of the action stages. A sample at step ``t``::
+
+        conditioning frame   t
+        generated frames     t+s, t+2s, ..., t+F*s       (clamped to the last frame: the scene at rest)
+        action chunk         t ... t+horizon-1           (past the end: the last action, flagged as pad)
+
+    ``latents`` (per episode: (cameras, T+1, C, h, w)) is filled by the policy from its autoencoder
+    (:meth:`VideoPolicy.prepare_dataset`), after which samples carry latents, not re-encoded frames.
+    """
+
+    def __init__(self, roots: list[str | Path], cameras: tuple[str, ...] = ("corner2",), horizon: int = 16,
+                 frame_stride: int = 4, tasks: list[str] | None = None):
+        self.cameras, self.horizon, self.frame_stride = tuple(cameras), horizon, frame_stride
+        self.num_frames = horizon // frame_stride
+        self.frames, self.states, self.actions, self.text_ids = [], [], [], []
+        self.instructions: list[str] = []
+        self.manifests: dict[str, dict] = {}
+        self.latents: list[torch.Tensor] | None = None
+        for root in roots:
+            root = Path(root)
+            for task, tf in open_dataset(root).items():
+                if tasks is not None and task not in tasks:
+                    continue
+                missing = [c for c in self.cameras if c not in tf.attrs["cameras"]]
+                if missing:
+                    raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {missing}")
+                instruction = str(tf.attrs["instruction"])
+                if instruction not in self.instructions:
+                    self.instructions.append(instruction)
+                for i in range(len(tf)):
+                    ep = tf.episode(i)
+                    self.frames.append(np.stack([ep.frames[c] for c in self.cameras]))  # (cams, T+1, H, W, 3)
+                    self.states.append(ep.state.astype(np.float32))
+                    self.actions.append(None if ep.actions is None else ep.actions.astype(np.float32))
+                    self.text_ids.append(self.instructions.index(instruction))
+                tf.close()
+            self.manifests[str(root)] = json.loads((root / "manifest.json").read_text())
+        if not self.frames:
+            raise DatasetError(f"no episodes in {[str(r) for r in roots]}" + (f" for tasks {tasks}" if tasks else ""))
+        labelled = [a for a in self.actions if a is not None]
+        if not labelled:
+            raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}: the action head needs some")
+        self.index = [(e, t) for e, f in enumerate(self.frames) for t in range(f.shape[1] - 1)]
+        self.labelled = np.array([self.actions[e] is not None for e, _ in self.index])
+        acts = np.concatenate(labelled)
+        states = np.concatenate([s for s, a in zip(self.states, self.actions) if a is not None])
+        self.stats = {"action": MinMax(acts.min(0), acts.max(0)), "state": MinMax(states.min(0), states.max(0))}
+        self.text_emb: torch.Tensor | None = None
+
+    state_dim = DemoDataset.state_dim
+    image_shape = property(lambda self: self.frames[0].shape[2:])
+    set_text_embeddings = DemoDataset.set_text_embeddings
+
+    @property
+    def action_dim(self) -> int:
+        return next(a for a in self.actions if a is not None).shape[1]
+
+    def indices(self, stage: str) -> np.ndarray:
+        """Sample indices a training stage draws from (action stages: labelled episodes only)."""
+        return np.flatnonzero(self.labelled) if stage in ("action", "joint") else np.arange(len(self.index))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, t = self.index[i]
+        last = self.frames[e].shape[1] - 1
+        frame_t = np.minimum(t + self.frame_stride * np.arange(self.num_frames + 1), last)
+        item = {"image": torch.from_numpy(self.frames[e][:, t]).permute(0, 3, 1, 2),  # (cams, 3, H, W) uint8
+                "state": self.stats["state"].normalize(torch.from_numpy(self.states[e][t:t + 1])),
+                "has_action": torch.tensor(self.actions[e] is not None)}
+        if self.latents is not None:
+            item["latents"] = self.latents[e][:, frame_t]  # (cams, 1+F, C, h, w): current + generated
+        if self.actions[e] is not None:
+            T = len(self.actions[e])
+            act_t = np.arange(t, t + self.horizon)
+            item["action"] = self.stats["action"].normalize(torch.from_numpy(self.actions[e][np.minimum(act_t, T - 1)]))
+            item["action_is_pad"] = torch.from_numpy(act_t >= T)
+        else:
+            item["action"] = torch.zeros(self.horizon, self.action_dim)
+            item["action_is_pad"] = torch.ones(self.horizon, dtype=torch.bool)
+        if self.text_emb is not None:
+            item["text"] = self.text_emb[self.text_ids[e]]
+        return item

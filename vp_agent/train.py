@@ -91,10 +91,15 @@ def _batch(dataset: DemoDataset, idx: torch.Tensor, device) -> dict[str, torch.T
 
 
 def train(cfg) -> Path:
-    """Train as configured by ``cfg`` (a TrainConfig-shaped OmegaConf node); returns the checkpoint dir."""
+    """Train as configured by ``cfg`` (a TrainConfig-shaped OmegaConf node); returns the checkpoint dir.
+
+    Single-stage policies (BC, DP) train ``cfg.steps`` steps into ``<out_dir>/checkpoints/last``. Policies
+    with ``training_stages`` (Video Policy: vae -> video -> action) train each stage with its own steps,
+    batch size and learning rate into ``checkpoints/<stage>``, then save the result as ``checkpoints/last``;
+    a rerun skips finished stages and resumes the unfinished one.
+    """
     out = Path(cfg.out_dir)
-    ckpt = out / "checkpoints" / "last"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     if cfg.threads:
@@ -102,15 +107,41 @@ def train(cfg) -> Path:
     name = cfg.policy.name
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
-    config = POLICIES[name].config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
+    cls = POLICIES[name]
+    config = cls.config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
 
     # ---- data
-    dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
-                          tasks=list(cfg.tasks) if cfg.tasks else None)
+    tasks = list(cfg.tasks) if cfg.tasks else None
+    if hasattr(cls, "make_dataset"):
+        dataset = cls.make_dataset(config, list(cfg.data), tasks)
+    else:
+        dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
+                              tasks=tasks)
 
-    # ---- policy (fresh, or resumed from the last checkpoint)
+    stages = (cls.training_stages(config) if hasattr(cls, "training_stages")
+              else [(None, cfg.steps, cfg.batch_size, config.lr)])
+    if hasattr(cls, "training_stages"):
+        log.info("%s trains in stages %s (steps/batch/lr from the policy config; cfg.steps is not used)",
+                 name, [s[0] for s in stages])
+    policy, t_start = None, time.time()
+    for stage, steps, batch_size, lr in stages:
+        policy = _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out)
+    ckpt = out / "checkpoints" / "last"
+    if stages[0][0] is not None:  # multi-stage: the final model is the last stage's
+        _checkpoint(policy, None, None, sum(s[1] for s in stages), ckpt, dataset, cfg, stage=stages[-1][0])
+    summary = {"policy": name, "stages": [{"stage": s, "steps": n, "batch_size": b, "lr": lr}
+                                          for s, n, b, lr in stages],
+               "seconds_this_session": round(time.time() - t_start, 1), "samples": len(dataset),
+               "checkpoint": str(ckpt), "device": str(device)}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return ckpt
+
+
+def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out):
+    """Train one stage (``stage`` None for single-stage policies); resumes from its checkpoint."""
+    ckpt = out / "checkpoints" / (stage or "last")
     _seed_step(cfg.seed, -1)
-    step = 0
+    step, state = 0, None
     if (ckpt / "training_state.pt").exists():
         policy = load_policy(ckpt, device=str(device))
         try:
@@ -119,16 +150,23 @@ def train(cfg) -> Path:
             raise CheckpointError(f"{ckpt}/training_state.pt is unreadable: {exc}") from exc
         policy.load_state_dict(state["raw_weights"])  # the saved policy holds EMA weights
         step = int(state["step"])
-        log.info("resuming %s from step %d (%s)", name, step, ckpt)
-    else:
+        log.info("resuming %s%s from step %d (%s)", name, f" stage {stage}" if stage else "", step, ckpt)
+    elif policy is None:
         from vp_agent import make_policy
 
         policy = make_policy(name, OmegaConf.to_container(cfg.policy.config, resolve=True), dataset.stats,
                              dataset.state_dim, dataset.action_dim).to(device)
-        state = None
+    if step >= steps:
+        log.info("stage %s already finished (%d steps)", stage, step)
+        return policy
+    if stage is not None:
+        policy.set_stage(stage)
+        if stage != "vae" and getattr(dataset, "latents", None) is None:
+            policy.prepare_dataset(dataset, cache_dir=out / "cache")
     dataset.set_text_embeddings(policy.text_encoder.encode(dataset.instructions))
     policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    params = policy.trainable_parameters() if hasattr(policy, "trainable_parameters") else list(policy.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     ema = None
     if hasattr(config, "ema_power"):
         from diffusers.training_utils import EMAModel
@@ -148,11 +186,14 @@ def train(cfg) -> Path:
         writer = SummaryWriter(str(out / "tensorboard"))
 
     # ---- loop
+    pool = torch.as_tensor(dataset.indices(stage)) if hasattr(dataset, "indices") else None
     losses, t0, log_path = [], time.time(), out / "train_log.jsonl"
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"vp-train {name}", unit="step")
-    while step < cfg.steps:
+    desc = f"vp-train {name}" + (f" [{stage}]" if stage else "")
+    bar = tqdm(total=steps, initial=step, desc=desc, unit="step")
+    while step < steps:
         _seed_step(cfg.seed, step)
-        idx = torch.randint(len(dataset), (cfg.batch_size,))
+        idx = (torch.randint(len(dataset), (batch_size,)) if pool is None
+               else pool[torch.randint(len(pool), (batch_size,))])
         loss = policy(_batch(dataset, idx, device))["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,32 +203,33 @@ def train(cfg) -> Path:
         step += 1
         losses.append(loss.item())
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == steps:
             mean = float(np.mean(losses[-cfg.log_every:]))
             bar.set_postfix(loss=f"{mean:.4f}")
+            record = {"step": step, "loss": mean, "seconds": round(time.time() - t0, 2)}
+            if stage:
+                record = {"stage": stage, **record}
             with open(log_path, "a") as f:
-                f.write(json.dumps({"step": step, "loss": mean, "seconds": round(time.time() - t0, 2)}) + "\n")
+                f.write(json.dumps(record) + "\n")
             if writer:
-                writer.add_scalar("train/loss", mean, step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg)
+                writer.add_scalar(f"train/{stage + '_' if stage else ''}loss", mean, step)
+        if step % cfg.save_every == 0 or step == steps:
+            _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=stage)
     bar.close()
-    summary = {"policy": name, "steps": step, "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
-               "seconds_this_session": round(time.time() - t0, 1), "samples": len(dataset),
-               "checkpoint": str(ckpt), "device": str(device)}
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    return ckpt
+    return policy
 
 
-def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg) -> None:
+def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None) -> None:
     raw = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     if ema is not None:  # the policy on disk acts with the EMA weights, as DP evaluates
         ema.store(policy.parameters())
         ema.copy_to(policy.parameters())
     extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
              "train_config": OmegaConf.to_container(cfg, resolve=True)}
-    state = {"step": step, "optimizer": optimizer.state_dict(), "raw_weights": raw,
-             "ema": ema.state_dict() if ema is not None else None}
+    if stage:
+        extra["stage"] = stage
+    state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
+             "raw_weights": raw, "ema": ema.state_dict() if ema is not None else None}
     policy.save(ckpt, extra=extra, extra_files={"training_state.pt": lambda path: torch.save(state, path)})
     if ema is not None:
         ema.restore(policy.parameters())

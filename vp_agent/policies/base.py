@@ -111,7 +111,11 @@ class Policy(nn.Module):
         else:
             instructions = [str(i["instruction"]) for i in info]
             slots = [int(i.get("slot", row)) for row, i in enumerate(info)]
-        image = obs["pixels"][self.config.camera]
+        cameras = tuple(getattr(self.config, "cameras", ()) or (self.config.camera,))
+        if len(cameras) == 1:
+            image = obs["pixels"][cameras[0]]
+        else:  # several cameras: (B, cams, H, W, 3)
+            image = np.stack([obs["pixels"][c] for c in cameras], axis=1)
         for row, slot in enumerate(slots):
             history = self._history.setdefault(slot, deque(maxlen=self.config.n_obs))
             self._queues.setdefault(slot, deque())
@@ -120,6 +124,7 @@ class Policy(nn.Module):
                 history.appendleft(history[0])
         need = [row for row, slot in enumerate(slots) if not self._queues[slot]]
         if need:
+            self._chunk_slots = [slots[r] for r in need]  # which env slots this chunk is for
             chunk = self.predict_action_chunk(self._make_batch([slots[r] for r in need],
                                                                [instructions[r] for r in need]))
             actions = self.stats["action"].unnormalize(chunk).cpu().numpy()
@@ -130,10 +135,10 @@ class Policy(nn.Module):
         return out[0] if single else out
 
     def _make_batch(self, slots: list[int], instructions: list[str]) -> dict[str, torch.Tensor]:
-        images = np.stack([[h[0] for h in self._history[s]] for s in slots])  # (B, n_obs, H, W, 3)
+        images = np.stack([[h[0] for h in self._history[s]] for s in slots])  # (B, n_obs, [cams,] H, W, 3)
         states = np.stack([[h[1] for h in self._history[s]] for s in slots])
         return {
-            "image": torch.from_numpy(images).permute(0, 1, 4, 2, 3).to(self.device),
+            "image": torch.from_numpy(images).movedim(-1, -3).to(self.device),
             "state": self.stats["state"].normalize(torch.from_numpy(states)).to(self.device),
             "text": torch.from_numpy(self.text_encoder.encode(instructions)).to(self.device),
         }

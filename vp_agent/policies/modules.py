@@ -51,7 +51,9 @@ class ImageEncoder(nn.Module):
             layers.append(ResBlock(cin, c, stride=1 if i == 0 else 2))
             cin = c
         self.trunk = nn.Sequential(*layers)
-        self.head = nn.Sequential(SpatialSoftmax(cin, num_kp), nn.Linear(num_kp * 2, out_dim), nn.ReLU())
+        # No ReLU after the projection (robomimic and DP have none): with one, every feature of the trained
+        # BC went dead (constant zero) and the policy acted blind from state and text alone.
+        self.head = nn.Sequential(SpatialSoftmax(cin, num_kp), nn.Linear(num_kp * 2, out_dim))
         self.out_dim = out_dim
 
     def forward(self, images):  # (B, 3, H, W) in [0, 1]

@@ -1,0 +1,210 @@
+"""Video Policy: shapes, the stop-gradient, action-free video, save/load, staged training, pretrained loading."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import vp_envs
+from vp_agent import load_policy, make_policy
+from vp_agent.data import VideoDataset
+from vp_agent.policies.video_policy.configuration_video_policy import VideoPolicyConfig, video_policy_gpu
+from vp_agent.train import TrainConfig, _batch, train
+from vp_envs.datagen import generate
+
+TINY = dict(text_encoder="hashing", image_size=32, vae_channels=[8, 16, 16], unet_channels=[32, 32],
+            unet_heads=[1, 1], horizon=8, frame_stride=4, n_action_steps=4, action_down_dims=[16, 32],
+            pool_channels=16, feature_dim=32, step_embed_dim=32, num_inference_steps=3,
+            stage_steps={"vae": 2, "video": 2, "action": 2}, stage_batch={"vae": 4, "video": 4, "action": 4})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    demos = tmp_path_factory.mktemp("vp_demos")
+    generate("metaworld", ["reach-v3"], "train", 2, demos, size=32, progress=False)
+    video = tmp_path_factory.mktemp("vp_video")
+    generate("metaworld", ["door-close-v3"], "train", 1, video, size=32, drop_actions=True, progress=False)
+    return demos, video
+
+
+def _policy(data, **over):
+    ds = VideoDataset(list(data), cameras=("corner2",), horizon=8, frame_stride=4)
+    torch.manual_seed(0)
+    policy = make_policy("video_policy", {**TINY, **over}, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    policy.prepare_dataset(ds)
+    return policy, ds
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, module):
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_dataset_keeps_action_free_video_out_of_action_stages(data):
+    ds = VideoDataset(list(data), horizon=8, frame_stride=4)
+    free = {e for e, a in enumerate(ds.actions) if a is None}
+    assert free, "the fixture has an action-free episode"
+    assert not {ds.index[i][0] for i in ds.indices("action")} & free
+    assert {ds.index[i][0] for i in ds.indices("video")} & free
+    item = ds[0]
+    assert item["image"].shape == (1, 3, 32, 32) and item["action"].shape == (8, 4)
+
+
+def test_shapes_of_sample_and_act(data):
+    policy, _ = _policy(data)
+    policy.eval()
+    image = torch.zeros(3, 1, 3, 32, 32, dtype=torch.uint8)
+    actions, video = policy.sample(image, torch.zeros(3, policy.text_encoder.dim), torch.zeros(3, 1, 4))
+    assert actions.shape == (3, 8, 4) and actions.abs().max() <= 1
+    assert video.shape == (3, 2, 4, 8, 8)  # 2 generated frames of 8x8x4 latents (32 px / 4)
+    env = vp_envs.make("vp/metaworld-reach-v3", width=32, height=32)
+    obs, info = env.reset(options={"episode": 0})
+    assert policy.act(obs, info).shape == (4,)
+    assert policy.generated[0].shape == (1, 2, 32, 32, 3) and policy.generated[0].dtype == np.uint8
+    env.close()
+
+
+def test_two_cameras_are_generated_together():
+    cfg = {**TINY, "cameras": ["corner2", "corner3"]}
+    from vp_agent.data import MinMax
+
+    stats = {k: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for k in ("action", "state")}
+    policy = make_policy("video_policy", cfg, stats, 4, 4).eval()
+    actions, video = policy.sample(torch.zeros(2, 2, 3, 32, 32, dtype=torch.uint8),
+                                   torch.zeros(2, policy.text_encoder.dim), torch.zeros(2, 1, 4))
+    assert actions.shape == (2, 8, 4) and video.shape == (2, 4, 4, 8, 8)  # 2 cameras x 2 frames
+    obs = {"state": np.zeros((2, 4), np.float32),
+           "pixels": {c: np.zeros((2, 32, 32, 3), np.uint8) for c in ("corner2", "corner3")}}
+    assert policy.act(obs, {"instruction": np.array(["a", "b"])}).shape == (2, 4)
+    assert policy.generated[1].shape == (2, 2, 32, 32, 3)
+
+
+def _step(policy, ds, stage, idx):
+    policy.set_stage(stage)
+    policy.train()
+    opt = torch.optim.Adam(policy.trainable_parameters(), lr=1e-2)
+    torch.manual_seed(3)
+    loss = policy(_batch(ds, idx, "cpu"))["loss"]
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def test_stop_gradient_action_step_leaves_video_model_unchanged(data):
+    policy, ds = _policy(data)
+    idx = torch.as_tensor(ds.indices("action")[:4])
+    video, head = _params(policy.unet), _params(policy.action_unet)
+    _step(policy, ds, "action", idx)
+    assert not _changed(video, policy.unet), "the action loss updated the video model"
+    assert all(p.grad is None for p in policy.unet.parameters())
+    assert _changed(head, policy.action_unet)
+    _step(policy, ds, "joint", idx)  # the ablation without the stop-gradient does update it
+    assert _changed(video, policy.unet)
+
+
+def test_action_free_video_trains_only_the_video_model(data):
+    policy, ds = _policy(data)
+    free = [i for i, (e, _) in enumerate(ds.index) if ds.actions[e] is None][:4]
+    video, head, vae = _params(policy.unet), _params(policy.action_unet), _params(policy.vae)
+    _step(policy, ds, "video", torch.as_tensor(free))
+    assert _changed(video, policy.unet)
+    assert not _changed(head, policy.action_unet) and not _changed(vae, policy.vae)
+
+
+def test_video_training_lowers_the_loss_on_a_fixed_batch(data):
+    policy, ds = _policy(data)
+    policy.set_stage("video")
+    policy.train()
+    idx = torch.arange(0, len(ds), max(1, len(ds) // 8))[:8]
+    batch = _batch(ds, idx, "cpu")
+    opt = torch.optim.Adam(policy.trainable_parameters(), lr=2e-3)
+
+    def loss():
+        torch.manual_seed(4)
+        return policy(batch)["loss"]
+
+    before = loss().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.7 * before
+
+
+def test_save_load_gives_identical_actions_and_video(data, tmp_path):
+    policy, _ = _policy(data)
+    policy.eval()
+    policy.save(tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt")
+    assert bool(loaded.latent_fitted) and torch.equal(loaded.latent_std, policy.latent_std)
+    env = vp_envs.make("vp/metaworld-reach-v3", width=32, height=32)
+    obs, info = env.reset(options={"episode": 0})
+    torch.manual_seed(5)
+    a = policy.act(obs, info)
+    torch.manual_seed(5)
+    b = loaded.act(obs, info)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(policy.generated[0], loaded.generated[0])
+    env.close()
+
+
+def test_staged_training_writes_each_stage_and_resumes(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path / "textcache"))
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "policy": {"name": "video_policy", "config": TINY}, "data": [str(p) for p in data],
+        "out_dir": str(tmp_path / "run"), "save_every": 1, "log_every": 1})
+    ckpt = train(cfg)
+    for stage in ("vae", "video", "action", "last"):
+        assert (tmp_path / "run" / "checkpoints" / stage / "model.safetensors").is_file()
+    assert list((tmp_path / "run" / "cache").glob("latents-*.pt")), "latents are cached on disk"
+    stages = [json.loads(line)["stage"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert stages == ["vae"] * 2 + ["video"] * 2 + ["action"] * 2
+    before = (ckpt / "model.safetensors").read_bytes()
+    train(cfg)  # everything finished: nothing is retrained
+    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 6
+    assert (ckpt / "model.safetensors").read_bytes() == before
+    assert load_policy(ckpt).act  # loadable
+
+
+def test_pretrained_autoencoder_and_unet_load_from_local_dirs(tmp_path):
+    """The from_pretrained path (SVD's vae/unet folders on a GPU machine) on tiny models saved here."""
+    from diffusers import AutoencoderKL, UNetSpatioTemporalConditionModel
+
+    from vp_agent.data import MinMax
+
+    stats = {k: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for k in ("action", "state")}
+    donor = make_policy("video_policy", TINY, stats, 4, 4)
+    donor.vae.save_pretrained(tmp_path / "vae")
+    unet = UNetSpatioTemporalConditionModel(  # a cross-attention size unlike the text encoder's
+        in_channels=8, out_channels=4, block_out_channels=(32, 32), num_attention_heads=(1, 1),
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), layers_per_block=1,
+        cross_attention_dim=48, addition_time_embed_dim=32, projection_class_embeddings_input_dim=96, num_frames=2)
+    unet.save_pretrained(tmp_path / "unet")
+    policy = make_policy("video_policy", {**TINY, "vae_path": str(tmp_path / "vae"), "unet_path": str(tmp_path / "unet")},
+                         stats, 4, 4)
+    assert isinstance(policy.vae, AutoencoderKL)
+    for k, v in donor.vae.state_dict().items():
+        assert torch.equal(policy.vae.state_dict()[k], v)
+    assert isinstance(policy.text_proj, torch.nn.Linear) and policy.text_proj.out_features == 48
+    assert [s[0] for s in policy.training_stages(policy.config)] == ["video", "action"]  # no vae stage
+    actions, _ = policy.eval().sample(torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8),
+                                      torch.zeros(1, policy.text_encoder.dim), torch.zeros(1, 1, 4))
+    assert actions.shape == (1, 8, 4)
+
+
+def test_config_errors_list_valid_values():
+    with pytest.raises(ValueError, match="unknown feature_blocks .*valid: mid, up0, up1"):
+        VideoPolicyConfig(feature_blocks=("down0",))
+    with pytest.raises(ValueError, match="horizon .* multiple of frame_stride"):
+        VideoPolicyConfig(horizon=18)
+    with pytest.raises(ValueError, match="unknown stages"):
+        VideoPolicyConfig(stage_steps={"pretrain": 5})
+    gpu = video_policy_gpu()
+    assert (gpu.horizon, gpu.n_action_steps, gpu.num_inference_steps, gpu.guidance) == (32, 16, 30, 2.0)
