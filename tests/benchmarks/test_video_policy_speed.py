@@ -1,0 +1,118 @@
+"""Video Policy's cost against Diffusion Policy's, measured in the same run at the default (CPU) configs:
+action-chunk latency (lock-step sampling, and the cheaper variants that read video features at fewer steps)
+and training samples per second of the video and action stages.
+
+    pytest tests/benchmarks/test_video_policy_speed.py -s --benchmark-columns=min,mean,rounds
+
+The ratios (Video Policy / Diffusion Policy) land in the benchmark JSON's extra_info and are printed.
+Note the work differs: a Video Policy chunk also generates (and decodes) 4 video frames, and it predicts
+16 actions as DP does.
+"""
+
+import pytest
+import torch
+
+from vp_agent import make_policy
+from vp_agent.data import DemoDataset, VideoDataset
+from vp_agent.train import _batch
+from vp_envs.datagen import generate
+
+TIMES: dict[str, float] = {}
+VARIANTS = {"lockstep": {}, "feature_steps_3": {"feature_steps": 3}, "feature_steps_1": {"feature_steps": 1}}
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_vp_demos")
+    generate("metaworld", ["reach-v3"], "train", 1, out, size=64, progress=False)
+    return out
+
+
+def _dp(demos):
+    ds = DemoDataset([demos], n_obs=2, horizon=16)
+    torch.manual_seed(0)
+    policy = make_policy("diffusion", {"text_encoder": "hashing"}, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    return policy, ds
+
+
+def _vp(demos, **over):
+    ds = VideoDataset([demos], horizon=16, frame_stride=4)
+    torch.manual_seed(0)
+    policy = make_policy("video_policy", {"text_encoder": "hashing", **over}, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    policy.prepare_dataset(ds)
+    return policy, ds
+
+
+def _chunk(benchmark, policy, batch, key):
+    policy.eval()
+    with torch.no_grad():
+        chunk = benchmark.pedantic(policy.predict_action_chunk, args=(batch,), rounds=5, iterations=1,
+                                   warmup_rounds=1)
+    assert chunk.shape == (1, 16, 4)
+    TIMES[key] = benchmark.stats.stats.min
+    benchmark.extra_info["ms_per_chunk"] = benchmark.stats.stats.min * 1e3
+
+
+def test_chunk_latency_diffusion_policy(benchmark, demos):
+    policy, ds = _dp(demos)
+    item = ds[0]
+    _chunk(benchmark, policy, {k: item[k][None] for k in ("image", "state", "text")}, "chunk_dp")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_chunk_latency_video_policy(benchmark, demos, variant):
+    policy, ds = _vp(demos, **VARIANTS[variant])
+    item = ds[0]
+    batch = {"image": item["image"][None], "state": item["state"][None], "text": item["text"][None]}
+    _chunk(benchmark, policy, batch, f"chunk_vp_{variant}")
+    assert policy.generated[0].shape == (1, 4, 64, 64, 3)
+
+
+def _train_step(benchmark, policy, ds, idx, key):
+    policy.train()
+    opt = torch.optim.AdamW(policy.trainable_parameters() if hasattr(policy, "trainable_parameters")
+                            else policy.parameters(), lr=1e-4)
+    batch = _batch(ds, idx, "cpu")
+
+    def step():
+        loss = policy(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    TIMES[key] = len(idx) / benchmark.stats.stats.min
+    benchmark.extra_info["samples_per_second"] = TIMES[key]
+
+
+def test_training_speed_diffusion_policy(benchmark, demos):
+    policy, ds = _dp(demos)
+    _train_step(benchmark, policy, ds, torch.randint(len(ds), (32,)), "train_dp")
+
+
+@pytest.mark.parametrize("stage", ["video", "action"])
+def test_training_speed_video_policy(benchmark, demos, stage):
+    policy, ds = _vp(demos)
+    policy.set_stage(stage)
+    batch = policy.config.stage_batch[stage]
+    _train_step(benchmark, policy, ds, torch.randint(len(ds), (batch,)), f"train_vp_{stage}")
+
+
+def test_ratios_to_diffusion_policy(benchmark):
+    """Same-run ratios; the CPU config's lock-step chunk must stay within 6x of DP's and the cheaper variants
+    must be cheaper than lock-step (the point of having them)."""
+    need = {"chunk_dp", "train_dp", *(f"chunk_vp_{v}" for v in VARIANTS)}
+    if not need <= set(TIMES):
+        pytest.skip("needs the other benchmarks of this file in the same run")
+    ratios = {f"chunk_{v}_over_dp": TIMES[f"chunk_vp_{v}"] / TIMES["chunk_dp"] for v in VARIANTS}
+    ratios.update({f"train_{s}_over_dp": TIMES[f"train_vp_{s}"] / TIMES["train_dp"]
+                   for s in ("video", "action") if f"train_vp_{s}" in TIMES})
+    benchmark.extra_info.update({k: round(v, 3) for k, v in {**TIMES, **ratios}.items()})
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print("\n" + "\n".join(f"{k}: {v * 1e3:.0f} ms" if k.startswith("chunk") else f"{k}: {v:.1f} samples/s"
+                           for k, v in TIMES.items()))
+    print("\n".join(f"{k}: {v:.2f}x" for k, v in ratios.items()))
+    assert TIMES["chunk_vp_feature_steps_1"] < TIMES["chunk_vp_feature_steps_3"] < TIMES["chunk_vp_lockstep"]
+    assert ratios["chunk_lockstep_over_dp"] < 6
