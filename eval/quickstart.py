@@ -3,7 +3,11 @@
 1. records expert demonstrations of two Meta-World tasks and draws every split (``vp-preview``),
 2. trains a small BC policy on them (``vp-train``),
 3. evaluates it on a slice of the ``metaworld-lite`` protocol (its two tasks, ``test`` and ``camera``,
-   5 episodes each) with the same runner as ``vp-eval``, and prints success per split.
+   5 episodes each) with the same runner as ``vp-eval``, and prints success per split,
+4. trains a tiny Video Policy (autoencoder, video model, action head: a few hundred steps in all) on the
+   same demonstrations and rolls it out once per task, writing the generated video beside the executed
+   one (``eval_video_policy/videos/*_vs_generated.mp4``). At this size the generated frames are blurry
+   guesses; ``results/`` holds the full run's.
 
     vp-quickstart --out runs/quickstart
 """
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.set_defaults(episodes=5)
     parser.add_argument("--train-steps", type=int, default=400, help="BC optimiser steps (default: 400)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per (task, split)")
+    parser.add_argument("--video-policy-steps", type=int, default=150,
+                        help="optimiser steps per Video Policy stage (default: 150; 0 skips Video Policy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -50,6 +56,19 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)  # small-batch inference beside the renderer: see eval/conf/eval.yaml
         rows = run(protocol, str(checkpoint), run_dir=out / "eval_bc", vector="sync", num_envs=2)
+        vp_rows = vp_checkpoint = None
+        if args.video_policy_steps > 0:
+            n = args.video_policy_steps
+            vp_cfg = OmegaConf.merge(cfg, {
+                "policy": {"name": "video_policy", "config": {
+                    "stage_steps": {"vae": n, "video": n, "action": n},
+                    "stage_batch": {"vae": 16, "video": 8, "action": 16}}},
+                "out_dir": str(out / "train_video_policy"), "save_every": n})
+            vp_checkpoint = train(vp_cfg)
+            one = parse_protocol({**protocol.raw, "name": "metaworld-lite-quickstart-vp", "splits": ["test"],
+                                  "episodes": 1}, source="metaworld-lite (quickstart slice)")
+            vp_rows = run(one, str(vp_checkpoint), run_dir=out / "eval_video_policy", vector="sync", num_envs=1,
+                          videos_per_cell=1)
     except ValueError as exc:
         print(f"vp-quickstart: error: {exc}", file=sys.stderr)
         return 2
@@ -58,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
           f"\ncontact sheet:  {out / 'splits_contact_sheet.png'}\nshift levels:   {out / 'split_levels.png'}\n"
           f"robosuite:      {out / 'robosuite_splits_contact_sheet.png'}\n"
           f"expert videos:  {out / 'videos'}\nBC checkpoint:  {checkpoint}\n"
-          f"BC rollouts:    {out / 'eval_bc'} (episodes.parquet, videos/)\ndone in {time.time() - t0:.0f} s")
+          f"BC rollouts:    {out / 'eval_bc'} (episodes.parquet, videos/)")
+    if vp_rows is not None:
+        sides = sorted((out / "eval_video_policy" / "videos").rglob("*_vs_generated.mp4"))
+        print(f"Video Policy ({args.video_policy_steps} steps per stage): success {int(vp_rows['success'].sum())}"
+              f"/{len(vp_rows)} episodes; checkpoint {vp_checkpoint}\n"
+              "executed | generated videos:\n" + "\n".join(f"  {p}" for p in sides))
+    print(f"done in {time.time() - t0:.0f} s")
     return 0
 
 

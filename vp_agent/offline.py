@@ -1,0 +1,137 @@
+"""``python -m vp_agent.offline``: score a checkpoint on held-out demonstrations, without a simulator.
+
+For ``--windows`` (episode, step) windows drawn with a fixed seed from a dataset (e.g. demonstrations recorded
+under the ``test`` split), the policy predicts a chunk from the window's observation and is scored against
+what the expert did and saw:
+
+- ``action_mse``: mean squared error of the executed part of the chunk (``n_action_steps`` actions) against the
+  expert's actions, in the normalised [-1, 1] action space (every policy);
+- ``video_psnr``: PSNR (dB) of the generated frames against the real future frames at the same steps
+  (Video Policy), next to ``recon_psnr``, the autoencoder's reconstruction of those frames: the ceiling the
+  generated video could reach.
+
+It is cheap (no rendering, no rollouts), so it is the instrument for ablations of inference settings:
+
+    python -m vp_agent.offline runs/train/vp-lite/checkpoints/last data/metaworld-lite-val \\
+        --set feature_steps=1 --out results/offline/vp-lite_feature_steps_1.json
+
+Closed-loop success, the number that counts, comes from ``vp-eval``; this is a diagnostic beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vp_agent.policies.base import CheckpointError, load_policy
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"none": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+@torch.no_grad()
+def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0) -> dict:
+    """Scores of ``policy`` on ``windows`` windows of the datasets ``data`` (see module docstring)."""
+    from vp_agent.data import DemoDataset, VideoDataset
+
+    c = policy.config
+    is_video = policy.name == "video_policy"
+    if is_video:
+        ds = VideoDataset(data, cameras=tuple(c.cameras), horizon=c.horizon, frame_stride=c.frame_stride)
+    else:
+        ds = DemoDataset(data, camera=c.camera, n_obs=c.n_obs, horizon=c.horizon)
+    ds.stats = policy.stats  # score in the policy's normalisation, not the held-out data's
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    labelled = ds.indices("action") if is_video else np.arange(len(ds))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(labelled, size=min(windows, len(labelled)), replace=False)
+    act_err, vid, rec, t0 = [], [], [], time.time()
+    for i in picks:
+        item = ds[int(i)]
+        batch = {k: item[k][None].to(policy.device) for k in ("image", "state", "text")}
+        torch.manual_seed(seed + int(i))
+        if is_video:
+            batch["image"] = batch["image"][:, None]  # (1, n_obs=1, cams, 3, H, W)
+            policy._chunk_slots = [0]
+        chunk = policy.predict_action_chunk(batch)[0].cpu()
+        start = 0 if is_video else c.n_obs - 1
+        sl = slice(start, start + c.n_action_steps)
+        valid = ~item["action_is_pad"][sl]
+        if valid.any():
+            act_err.append(float(((chunk[sl] - item["action"][sl]) ** 2)[valid].mean()))
+        if is_video:
+            e, t = ds.index[int(i)]
+            frames = ds.frames[e]  # (cams, T+1, H, W, 3)
+            future = np.minimum(t + c.frame_stride * np.arange(1, c.num_frames + 1), frames.shape[1] - 1)
+            real = frames[:, future]
+            gen = policy.generated[0]
+            vid.append(psnr(gen, real))
+            recon = policy.decode_latents(policy.encode_frames(
+                torch.from_numpy(real.reshape(-1, *real.shape[2:])).permute(0, 3, 1, 2).to(policy.device)))
+            rec.append(psnr(recon.cpu().numpy().reshape(real.shape), real))
+    out = {"windows": len(picks), "action_mse": float(np.mean(act_err)), "action_mse_std": float(np.std(act_err)),
+           "seconds": round(time.time() - t0, 1)}
+    if is_video:
+        out.update(video_psnr=float(np.mean(vid)), video_psnr_std=float(np.std(vid)), recon_psnr=float(np.mean(rec)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vp_agent.offline", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="a policy checkpoint directory")
+    parser.add_argument("data", nargs="+", help="dataset directories (written by vp-data, with actions)")
+    parser.add_argument("--windows", type=int, default=64, help="windows scored (default: 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an inference setting of the config, e.g. feature_steps=1")
+    parser.add_argument("--out", type=Path, help="write the scores as JSON here")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        policy = load_policy(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"vp_agent.offline: error: {exc}", file=sys.stderr)
+        return 2
+    overrides = {}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        if not hasattr(policy.config, key):
+            print(f"vp_agent.offline: error: {type(policy.config).__name__} has no setting {key!r}", file=sys.stderr)
+            return 2
+        overrides[key] = _parse_value(value)
+    if overrides:
+        policy.config = replace(policy.config, **overrides)
+    scores = {"checkpoint": args.checkpoint, "data": args.data, "overrides": overrides,
+              **evaluate(policy, args.data, args.windows, args.seed)}
+    text = json.dumps(scores, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
