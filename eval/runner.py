@@ -54,7 +54,7 @@ log = logging.getLogger("vp-eval")
 KEY = ["task", "split", "level", "episode"]
 ROW_COLUMNS = ["policy", "checkpoint_hash", "protocol", "protocol_version", "protocol_sha256", "suite",
                "task", "split", "level", "episode", "seed", "success", "steps", "return", "error",
-               "vp_bench_version", "wall_time_s", "finished_at"]
+               "vp_bench_version", "wall_time_s", "finished_at", "video_psnr"]
 TIMING_COLUMNS = ["wall_time_s", "finished_at"]  # the only columns allowed to differ between reruns
 BACKENDS = ("local", "ray")
 VECTOR_MODES = ("async", "sync")
@@ -261,8 +261,11 @@ class Runner:
         slots: list[EpisodeSpec | None] = [None] * n
         started = [0.0] * n
         frames: list[list[np.ndarray] | None] = [None] * n
-        self._frames, self._generated = frames, {}
+        self._frames, self._generated, self._film = frames, {}, [False] * n
+        # A policy that generates video (Video Policy) gets a per-episode score of its video against what
+        # was then executed (row column video_psnr), so every episode's frames are kept while it runs.
         camera = self.protocol.cameras[0] if self.protocol.cameras else None
+        self._scores_video = isinstance(getattr(self.policy, "generated", None), dict) and camera is not None
         try:
             while queue or any(s is not None for s in slots):
                 # 1. hand free slots their next episode, start them
@@ -272,7 +275,8 @@ class Runner:
                         ep = queue.pop()
                         slots[i], started[i] = ep, time.perf_counter()
                         assign[i] = (ep.task, ep.split, ep.level, ep.index)
-                        frames[i] = [] if ep.index < self.videos_per_cell else None
+                        self._film[i] = ep.index < self.videos_per_cell
+                        frames[i] = [] if (self._film[i] or self._scores_video) else None
                 if any(a is not None for a in assign):
                     vec.set_attr("next_episode", assign)
                     obs, infos = vec.reset()
@@ -348,13 +352,30 @@ class Runner:
             if video is not None and self._frames[i] is not None and (not kept or kept[-1][1] is not video):
                 kept.append((len(self._frames[i]) - 1, video))
 
+    def _stride(self) -> int:
+        return max(1, int(getattr(getattr(self.policy, "config", None), "frame_stride", 1)))
+
+    def _video_psnr(self, i) -> float:
+        """Mean PSNR (dB) of every generated frame against the executed frame at the step it was generated
+        for (chunk made at step s: frame j shows step s + (j+1) * frame_stride; frames past the episode's end
+        are not scored). NaN when the policy generated nothing."""
+        kept, executed = self._generated.get(i, []), self._frames[i] or []
+        stride, scores = self._stride(), []
+        for start, video in kept:
+            for j in range(video.shape[1]):
+                t = start + (j + 1) * stride
+                if t < len(executed) and video[0, j].shape == executed[t].shape:
+                    mse = np.mean((video[0, j].astype(np.float64) - executed[t]) ** 2)
+                    scores.append(99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse))
+        return float(np.mean(scores)) if scores else float("nan")
+
     def _write_side_by_side(self, i, name: str) -> None:
         """Executed frames (left) beside what the policy generated for them (right): the generated frame shown
         at step t is the one the last chunk predicted for the next frame_stride steps."""
-        kept, executed = self._generated.pop(i, []), self._frames[i]
+        kept, executed = self._generated.get(i, []), self._frames[i]
         if not kept or not executed:
             return
-        stride = max(1, int(getattr(getattr(self.policy, "config", None), "frame_stride", 1)))
+        stride = self._stride()
         out, k = [], 0
         for t, frame in enumerate(executed):
             while k + 1 < len(kept) and kept[k + 1][0] <= t:
@@ -384,7 +405,8 @@ class Runner:
 
     def _finish(self, i, info, error, slots, started, frames, rows, bar) -> None:
         ep = slots[i]
-        if frames[i]:
+        video_psnr = self._video_psnr(i) if self._scores_video else float("nan")
+        if frames[i] and self._film[i]:
             name = f"{ep.task}/{ep.split}" + (f"_L{ep.level}" if ep.level != 1 else "") + f"/ep{ep.index:03d}.mp4"
             try:
                 write_video(self.run_dir / "videos" / name, frames[i], self.video_fps)
@@ -392,7 +414,7 @@ class Runner:
             except Exception as exc:  # a video is a convenience; never lose the row for it
                 log.warning("could not write video %s: %s", name, format_error(exc))
         self._generated.pop(i, None)
-        rows.append(self._row(ep, info, error, time.perf_counter() - started[i]))
+        rows.append({**self._row(ep, info, error, time.perf_counter() - started[i]), "video_psnr": video_psnr})
         slots[i], frames[i] = None, None
         bar.update(1)
         if error:

@@ -32,6 +32,7 @@ def test_checkpoint_dir_runs_through_the_protocol_twice_identically(tmp_path):
     assert len(a) == 6 and (a["error"] == "").all()
     assert without_timings(a).equals(without_timings(b))
     assert np.all(a["steps"] > 0)
+    assert a["video_psnr"].isna().all()  # no generated video, no score
 
 
 def test_video_policy_saves_generated_beside_executed_video_on_a_split_subset(tmp_path):
@@ -53,6 +54,7 @@ def test_video_policy_saves_generated_beside_executed_video_on_a_split_subset(tm
     rows = run(protocol, str(tmp_path / "ckpt"), run_dir=tmp_path / "run", num_envs=1, vector="sync",
                videos_per_cell=1, progress=False, splits=["camera"])
     assert set(rows["split"]) == {"camera"} and len(rows) == 1 and (rows["error"] == "").all()
+    assert 0 < rows["video_psnr"].iloc[0] < 99  # generated frames scored against the executed ones
     videos = sorted(p.name for p in (tmp_path / "run" / "videos").rglob("*.mp4"))
     assert videos == ["ep000.mp4", "ep000_vs_generated.mp4"]
     side = iio.imread(next((tmp_path / "run" / "videos").rglob("*_vs_generated.mp4")))
