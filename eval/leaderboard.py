@@ -126,13 +126,17 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
             by = q.set_index("split")
             cells = []
             for s in splits:
+                if s not in by.index:  # a partial run without this split
+                    cells.append("-")
+                    continue
                 r = by.loc[s]
                 cells.append(f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}]"
                              + (f" ({int(r.errors)} err)" if r.errors else ""))
             name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | **{_pct(by.loc['mean'].success_rate)}** |")
             drops.append(f"| {name} | " + " | ".join(
-                f"{100 * by.loc[s].drop_vs_test:+.0f}" if pd.notna(by.loc[s].drop_vs_test) else "" for s in shifts)
+                f"{100 * by.loc[s].drop_vs_test:+.0f}" if s in by.index and pd.notna(by.loc[s].drop_vs_test) else ""
+                for s in shifts)
                 + " |")
         n_per = p[p["split"] != "mean"]["episodes"]
         lines += drops + ["", f"Episodes per split: {int(n_per.min())}-{int(n_per.max())}.", ""]
@@ -172,6 +176,47 @@ def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def video_vs_success(rows: pd.DataFrame, out: Path) -> str:
+    """For runs whose rows carry ``video_psnr`` (policies that generate video): does a generated video that
+    matches what then happened go with success? Markdown table + ``<protocol>_video_vs_success.png``."""
+    if "video_psnr" not in rows or rows["video_psnr"].notna().sum() == 0:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scored = rows[rows["video_psnr"].notna()].copy()
+    scored["ok"] = scored["success"].astype(bool) & (scored["error"].fillna("") == "")
+    lines = ["", "# Generated video against success", "",
+             "`video_psnr`: per episode, the mean PSNR (dB) of every generated frame against the frame the robot",
+             "then actually produced at that step (`eval/runner.py`). Higher = the imagined future came true.", "",
+             "| protocol | policy | episodes | PSNR, successes | PSNR, failures | correlation (PSNR, success) |",
+             "|---|---|---|---|---|---|"]
+    for (proto, policy, ckpt), g in scored.groupby(["protocol", "policy", "checkpoint_hash"], sort=True):
+        ok, bad = g[g["ok"]]["video_psnr"], g[~g["ok"]]["video_psnr"]
+        corr = (np.corrcoef(g["video_psnr"], g["ok"].astype(float))[0, 1]
+                if g["ok"].nunique() > 1 and g["video_psnr"].nunique() > 1 else float("nan"))
+        fmt = lambda x: f"{x.mean():.1f} (n={len(x)})" if len(x) else "-"  # noqa: E731
+        lines.append(f"| {proto} | `{policy}` ({ckpt[:8]}) | {len(g)} | {fmt(ok)} | {fmt(bad)} | "
+                     + ("" if np.isnan(corr) else f"{corr:+.2f}") + " |")
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        rng = np.random.default_rng(0)
+        for k, (label, part) in enumerate((("failure", bad), ("success", ok))):
+            ax.scatter(part, k + rng.uniform(-0.15, 0.15, len(part)), s=10, alpha=0.6, label=label)
+        ax.set_yticks([0, 1], ["failure", "success"])
+        ax.set_xlabel("generated vs executed video, PSNR (dB)")
+        ax.set_title(f"{proto}: {Path(str(policy)).parts[-3] if len(Path(str(policy)).parts) >= 3 else policy}",
+                     fontsize=9)
+        fig.tight_layout()
+        slug = "".join(ch if ch.isalnum() else "_" for ch in f"{proto}_{policy}")[:80]
+        fig.savefig(out / f"{slug}_video_vs_success.png", dpi=120)
+        plt.close(fig)
+        lines.append(f"| | ![{slug}]({slug}_video_vs_success.png) | | | | |")
+    return "\n".join(lines) + "\n"
 
 
 def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -220,6 +265,7 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
         text += ("\n# Partial runs (only some splits; not ranked)\n\nThe same statistics over the episodes these "
                  "runs hold (`vp-eval ... splits=[...]`, or a run still going). Counts: `leaderboard_partial.csv`.\n\n"
                  + body)
+    text += video_vs_success(all_rows, out)
     (out / "LEADERBOARD.md").write_text(text)
     if not summary.empty:
         plot(summary, out)

@@ -77,3 +77,25 @@ def test_incomplete_runs_are_listed_not_ranked():
     kept, notes = complete_runs(frame)
     assert set(kept["policy"]) == {"full"}
     assert notes == ["`partial` on p: 2 of 4 episodes (partial/episodes.parquet)"]
+
+
+def test_partial_runs_and_video_scores_are_shown_apart(tmp_path):
+    """A run over some splits only is listed, summarised in its own table, and not ranked; episodes scored
+    with video_psnr get the success/failure comparison with a correlation a hand count reproduces."""
+    import numpy as np
+
+    results = tmp_path / "results"
+    (results / "runs" / "full").mkdir(parents=True)
+    (results / "runs" / "part").mkdir(parents=True)
+    fake_rows("alpha", {"test": [1, 0, 1, 0], "camera": [1, 1, 1, 1]}).to_parquet(results / "runs" / "full" / "episodes.parquet")
+    part = fake_rows("gamma", {"test": [1, 1, 0, 0]})
+    part["video_psnr"] = [20.0, 18.0, 12.0, 14.0]
+    part.to_parquet(results / "runs" / "part" / "episodes.parquet")
+    assert main(["--results", str(results)]) == 0
+    md = (results / "LEADERBOARD.md").read_text()
+    ranked = md.split("Incomplete runs")[0]
+    assert "`alpha`" in ranked and "`gamma`" not in ranked
+    assert "# Partial runs" in md and "| `gamma` (gamma-ha) | 50 [15, 85] | **50** |" in md
+    corr = np.corrcoef([20, 18, 12, 14], [1, 1, 0, 0])[0, 1]
+    assert f"| toy | `gamma` (gamma-ha) | 4 | 19.0 (n=2) | 13.0 (n=2) | {corr:+.2f} |" in md
+    assert list(results.glob("*_video_vs_success.png"))
