@@ -170,6 +170,14 @@ def test_staged_training_writes_each_stage_and_resumes(data, tmp_path, monkeypat
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 6
     assert (ckpt / "model.safetensors").read_bytes() == before
     assert load_policy(ckpt).act  # loadable
+    # a second run reuses the first one's autoencoder: it starts at the video stage
+    cfg2 = OmegaConf.merge(cfg, {"out_dir": str(tmp_path / "run2"),
+                                 "init_from": str(tmp_path / "run" / "checkpoints" / "vae")})
+    train(cfg2)
+    stages2 = [json.loads(line)["stage"] for line in (tmp_path / "run2" / "train_log.jsonl").read_text().splitlines()]
+    assert stages2 == ["video"] * 2 + ["action"] * 2
+    a, b = load_policy(tmp_path / "run" / "checkpoints" / "vae"), load_policy(tmp_path / "run2" / "checkpoints" / "last")
+    assert all(torch.equal(v, b.vae.state_dict()[k]) for k, v in a.vae.state_dict().items())
 
 
 def test_pretrained_autoencoder_and_unet_load_from_local_dirs(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class TrainConfig:
         out_dir: where checkpoints, logs and the summary go.
         tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package).
         threads: torch CPU threads (0 = torch's default).
+        init_from: a stage checkpoint of another run of a multi-stage policy (``runs/x/checkpoints/vae``) to
+            start from: it is copied in as this run's checkpoint of that stage, and training continues with
+            the next stage (e.g. reuse one autoencoder for two video models).
     """
 
     defaults: list = field(default_factory=lambda: [{"policy": "bc"}, "_self_"])
@@ -70,6 +74,7 @@ class TrainConfig:
     out_dir: str = "runs/train/${policy.name}"
     tensorboard: bool = False
     threads: int = 0
+    init_from: str | None = None
 
 
 cs = ConfigStore.instance()
@@ -123,8 +128,13 @@ def train(cfg) -> Path:
     if hasattr(cls, "training_stages"):
         log.info("%s trains in stages %s (steps/batch/lr from the policy config; cfg.steps is not used)",
                  name, [s[0] for s in stages])
+    if cfg.get("init_from"):
+        _init_from(Path(cfg.init_from), out, [s[0] for s in stages])
     policy, t_start = None, time.time()
-    for stage, steps, batch_size, lr in stages:
+    for k, (stage, steps, batch_size, lr) in enumerate(stages):
+        later = [s[0] for s in stages[k + 1:]]
+        if any((out / "checkpoints" / s / "training_state.pt").exists() for s in later):
+            continue  # a later stage has started: this one is done (resumed or copied in with init_from)
         policy = _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out)
     ckpt = out / "checkpoints" / "last"
     if stages[0][0] is not None:  # multi-stage: the final model is the last stage's
@@ -135,6 +145,24 @@ def train(cfg) -> Path:
                "checkpoint": str(ckpt), "device": str(device)}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return ckpt
+
+
+def _init_from(src: Path, out: Path, stages: list) -> None:
+    import shutil
+
+    try:
+        meta = json.loads((src / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"init_from {src}: not a readable checkpoint ({exc})") from exc
+    stage = meta.get("stage")
+    if stage not in stages or not (src / "training_state.pt").exists():
+        raise CheckpointError(f"init_from {src}: needs a stage checkpoint (one of {', '.join(map(str, stages))}) "
+                              f"with training_state.pt; it has stage {stage!r}")
+    dst = out / "checkpoints" / stage
+    if not dst.exists():
+        shutil.copytree(src, dst.with_name(dst.name + ".tmp"), dirs_exist_ok=True)
+        os.replace(dst.with_name(dst.name + ".tmp"), dst)
+        log.info("init_from: %s copied in as stage %s", src, stage)
 
 
 def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out):
