@@ -49,8 +49,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0) -> dict:
-    """Scores of ``policy`` on ``windows`` windows of the datasets ``data`` (see module docstring)."""
+def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Path | None = None) -> dict:
+    """Scores of ``policy`` on ``windows`` windows of the datasets ``data`` (see module docstring).
+    ``grid``: also write a PNG of the first 6 windows (Video Policy): current frame | real future | generated."""
     from vp_agent.data import DemoDataset, VideoDataset
 
     c = policy.config
@@ -64,7 +65,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0) -> dict:
     labelled = ds.indices("action") if is_video else np.arange(len(ds))
     rng = np.random.default_rng(seed)
     picks = rng.choice(labelled, size=min(windows, len(labelled)), replace=False)
-    act_err, vid, rec, t0 = [], [], [], time.time()
+    act_err, vid, rec, t0, rows = [], [], [], time.time(), []
     for i in picks:
         item = ds[int(i)]
         batch = {k: item[k][None].to(policy.device) for k in ("image", "state", "text")}
@@ -85,9 +86,16 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0) -> dict:
             real = frames[:, future]
             gen = policy.generated[0]
             vid.append(psnr(gen, real))
+            if len(rows) < 6:
+                rows.append(np.concatenate([frames[0, t], *real[0], *gen[0]], axis=1))
             recon = policy.decode_latents(policy.encode_frames(
                 torch.from_numpy(real.reshape(-1, *real.shape[2:])).permute(0, 3, 1, 2).to(policy.device)))
             rec.append(psnr(recon.cpu().numpy().reshape(real.shape), real))
+    if grid is not None and rows:
+        import imageio.v3 as iio
+
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(grid, np.concatenate(rows, axis=0))
     out = {"windows": len(picks), "action_mse": float(np.mean(act_err)), "action_mse_std": float(np.std(act_err)),
            "seconds": round(time.time() - t0, 1)}
     if is_video:
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override an inference setting of the config, e.g. feature_steps=1")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--grid", type=Path, help="Video Policy: write a PNG of 6 windows (now | real future | "
+                                                  "generated future)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         policy.config = replace(policy.config, **overrides)
     scores = {"checkpoint": args.checkpoint, "data": args.data, "overrides": overrides,
-              **evaluate(policy, args.data, args.windows, args.seed)}
+              **evaluate(policy, args.data, args.windows, args.seed, args.grid)}
     text = json.dumps(scores, indent=2)
     print(text)
     if args.out:
