@@ -178,6 +178,15 @@ def test_staged_training_writes_each_stage_and_resumes(data, tmp_path, monkeypat
     assert stages2 == ["video"] * 2 + ["action"] * 2
     a, b = load_policy(tmp_path / "run" / "checkpoints" / "vae"), load_policy(tmp_path / "run2" / "checkpoints" / "last")
     assert all(torch.equal(v, b.vae.state_dict()[k]) for k, v in a.vae.state_dict().items())
+    # an ablation of the action head on one video model: other feature blocks, only the action stage runs
+    cfg3 = OmegaConf.merge(cfg, {"out_dir": str(tmp_path / "run3"), "policy": {"config": {"feature_blocks": ["mid"]}},
+                                 "init_from": str(tmp_path / "run2" / "checkpoints" / "video")})
+    train(cfg3)
+    stages3 = [json.loads(line)["stage"] for line in (tmp_path / "run3" / "train_log.jsonl").read_text().splitlines()]
+    assert stages3 == ["action"] * 2
+    c, v = load_policy(tmp_path / "run3" / "checkpoints" / "last"), load_policy(tmp_path / "run2" / "checkpoints" / "video")
+    assert list(c.poolers) == ["mid"]
+    assert all(torch.equal(t, c.unet.state_dict()[k]) for k, t in v.unet.state_dict().items())
 
 
 def test_pretrained_autoencoder_and_unet_load_from_local_dirs(tmp_path):

@@ -12,6 +12,7 @@ written atomically every ``save_every`` steps; running the same command again re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -147,6 +148,22 @@ def train(cfg) -> Path:
     return ckpt
 
 
+def _rebuild(policy, name, cfg, dataset, device):
+    """A new stage whose config differs from the previous stage's (e.g. other ``feature_blocks`` for the
+    action head, an ablation on one video model): a policy with the new config that keeps every weight whose
+    name and shape still fit; the rest start fresh."""
+    from vp_agent import make_policy
+
+    new = make_policy(name, OmegaConf.to_container(cfg.policy.config, resolve=True), policy.stats,
+                      policy.state_dim, policy.action_dim).to(device)
+    own, old = new.state_dict(), policy.state_dict()
+    keep = {k: v for k, v in old.items() if k in own and own[k].shape == v.shape}
+    new.load_state_dict(keep, strict=False)
+    fresh = sorted({k.split(".")[0] for k in own if k not in keep})
+    log.info("config changed between stages: kept %d of %d tensors; fresh: %s", len(keep), len(own), fresh or "none")
+    return new
+
+
 def _init_from(src: Path, out: Path, stages: list) -> None:
     import shutil
 
@@ -187,6 +204,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
     if step >= steps:
         log.info("stage %s already finished (%d steps)", stage, step)
         return policy
+    if state is None and dataclasses.asdict(policy.config) != dataclasses.asdict(config):
+        policy = _rebuild(policy, name, cfg, dataset, device)
     if stage is not None:
         policy.set_stage(stage)
         if stage != "vae" and getattr(dataset, "latents", None) is None:
