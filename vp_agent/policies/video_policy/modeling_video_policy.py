@@ -153,12 +153,16 @@ class VideoPolicy(Policy):
         return torch.tensor([[self.config.frame_stride, self.config.num_frames, 0.0]], device=device).expand(b, 3)
 
     # -------------------------------------------------------------------------------------- latents
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) uint8 -> [-1, 1] floats at ``config.image_size`` (frames of another size are resized)."""
+        x = images.float().div(127.5).sub(1)
+        if x.shape[-2:] != (self.config.image_size,) * 2:
+            x = F.interpolate(x, size=(self.config.image_size,) * 2, mode="bilinear", align_corners=False)
+        return x
+
     def encode_frames(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) uint8 -> (N, C, h, w) normalised latents (posterior mean)."""
-        x = images.float().div(127.5).sub(1)
-        if x.shape[-1] != self.config.image_size:
-            x = F.interpolate(x, size=(self.config.image_size,) * 2, mode="bilinear", align_corners=False)
-        z = self.vae.encode(x).latent_dist.mean
+        z = self.vae.encode(self._pixels(images)).latent_dist.mean
         return self._normalize_latents(z)
 
     def _normalize_latents(self, z):
@@ -200,7 +204,7 @@ class VideoPolicy(Policy):
             for frames in tqdm(dataset.frames, desc="encoding frames to latents", unit="episode"):
                 cams, T = frames.shape[:2]
                 flat = torch.from_numpy(frames.reshape(cams * T, *frames.shape[2:])).permute(0, 3, 1, 2)
-                x = flat.float().div(127.5).sub(1)
+                x = self._pixels(flat)
                 z = torch.cat([self.vae.encode(x[i:i + batch_size].to(self.device)).latent_dist.mean.cpu()
                                for i in range(0, len(x), batch_size)])
                 raw.append(z.view(cams, T, *z.shape[1:]))
@@ -305,7 +309,7 @@ class VideoPolicy(Policy):
         return out
 
     def _vae_loss(self, batch):
-        x = batch["image"].flatten(0, 1).float().div(127.5).sub(1)  # (B*cams, 3, H, W)
+        x = self._pixels(batch["image"].flatten(0, 1))  # (B*cams, 3, H, W)
         posterior = self.vae.encode(x).latent_dist
         rec = self.vae.decode(posterior.sample()).sample
         recon = F.mse_loss(rec, x)
