@@ -131,18 +131,19 @@ def train(cfg) -> Path:
                  name, [s[0] for s in stages])
     if cfg.get("init_from"):
         _init_from(Path(cfg.init_from), out, [s[0] for s in stages])
-    policy, t_start = None, time.time()
+    policy, t_start, final_loss = None, time.time(), {}
     for k, (stage, steps, batch_size, lr) in enumerate(stages):
         later = [s[0] for s in stages[k + 1:]]
         if any((out / "checkpoints" / s / "training_state.pt").exists() for s in later):
             continue  # a later stage has started: this one is done (resumed or copied in with init_from)
-        policy = _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out)
+        policy = _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out,
+                              final_loss)
     ckpt = out / "checkpoints" / "last"
     if stages[0][0] is not None:  # multi-stage: the final model is the last stage's
         _checkpoint(policy, None, None, sum(s[1] for s in stages), ckpt, dataset, cfg, stage=stages[-1][0])
     summary = {"policy": name, "stages": [{"stage": s, "steps": n, "batch_size": b, "lr": lr}
                                           for s, n, b, lr in stages],
-               "seconds_this_session": round(time.time() - t_start, 1), "samples": len(dataset),
+               "final_loss": final_loss, "seconds_this_session": round(time.time() - t_start, 1), "samples": len(dataset),
                "checkpoint": str(ckpt), "device": str(device)}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return ckpt
@@ -182,7 +183,7 @@ def _init_from(src: Path, out: Path, stages: list) -> None:
         log.info("init_from: %s copied in as stage %s", src, stage)
 
 
-def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out):
+def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch_size, lr, out, final_loss=None):
     """Train one stage (``stage`` None for single-stage policies); resumes from its checkpoint."""
     ckpt = out / "checkpoints" / (stage or "last")
     _seed_step(cfg.seed, -1)
@@ -263,6 +264,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         if step % cfg.save_every == 0 or step == steps:
             _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=stage)
     bar.close()
+    if final_loss is not None and losses:  # mean of the last logging window trained this session
+        final_loss[stage or "last"] = float(np.mean(losses[-cfg.log_every:]))
     return policy
 
 
