@@ -48,6 +48,7 @@ import pandas as pd
 from eval.policies import Policy, load_policy_spec, policy_slug
 from eval.protocol import EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
+from vp_envs.stats import psnr
 
 log = logging.getLogger("vp-eval")
 
@@ -365,8 +366,7 @@ class Runner:
             for j in range(video.shape[1]):
                 t = start + (j + 1) * stride
                 if t < len(executed) and video[0, j].shape == executed[t].shape:
-                    mse = np.mean((video[0, j].astype(np.float64) - executed[t]) ** 2)
-                    scores.append(99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse))
+                    scores.append(psnr(video[0, j], executed[t]))
         return float(np.mean(scores)) if scores else float("nan")
 
     def _write_side_by_side(self, i, name: str) -> None:

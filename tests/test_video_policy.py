@@ -225,3 +225,20 @@ def test_config_errors_list_valid_values():
         VideoPolicyConfig(stage_steps={"pretrain": 5})
     gpu = video_policy_gpu()
     assert (gpu.horizon, gpu.n_action_steps, gpu.num_inference_steps, gpu.guidance) == (32, 16, 30, 2.0)
+
+
+def test_bad_init_from_and_offline_setting_are_clear_errors(data, tmp_path, capsys):
+    from vp_agent import offline
+    from vp_agent.policies.base import CheckpointError
+
+    policy, _ = _policy(data)
+    policy.save(tmp_path / "plain")  # a checkpoint, but not a training stage's
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "policy": {"name": "video_policy", "config": TINY}, "data": [str(p) for p in data],
+        "out_dir": str(tmp_path / "run"), "init_from": str(tmp_path / "plain")})
+    with pytest.raises(CheckpointError, match="needs a stage checkpoint .*vae, video, action"):
+        train(cfg)
+    assert offline.main([str(tmp_path / "plain"), str(data[0]), "--set", "not_a_knob=1"]) == 2
+    assert "VideoPolicyConfig has no setting 'not_a_knob'" in capsys.readouterr().err
+    assert offline.main([str(tmp_path / "nowhere"), str(data[0])]) == 2
+    assert "does not exist" in capsys.readouterr().err

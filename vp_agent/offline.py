@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import replace
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from vp_agent.policies.base import CheckpointError, load_policy
+from vp_envs.stats import psnr
 
 
 def _parse_value(text: str):
@@ -41,11 +41,6 @@ def _parse_value(text: str):
         except ValueError:
             pass
     return {"none": None, "true": True, "false": False}.get(text.lower(), text)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 @torch.no_grad()
