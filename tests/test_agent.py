@@ -57,6 +57,16 @@ def test_dataset_windows(demos):
     assert item["action"].abs().max() <= 1.0 + 1e-6
 
 
+def test_episodes_per_task_keeps_the_first_demos_of_each_task(demos):
+    full = DemoDataset([demos])
+    one = DemoDataset([demos], episodes_per_task=1)
+    assert len(full.frames) == 4 and len(one.frames) == 2  # 2 tasks x 2 demos -> 2 tasks x 1 demo
+    assert sorted(one.text_ids) == [0, 1]
+    assert np.array_equal(one.frames[0], full.frames[0]) and np.array_equal(one.frames[1], full.frames[2])
+    with pytest.raises(ValueError, match="episodes_per_task must be >= 1"):
+        DemoDataset([demos], episodes_per_task=0)
+
+
 @pytest.mark.parametrize("name", ["bc", "diffusion"])
 def test_training_steps_lower_the_loss_on_a_fixed_batch(demos, name):
     policy, ds = _policy(demos, name)

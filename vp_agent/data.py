@@ -25,6 +25,27 @@ import torch
 from vp_envs.dataset import DatasetError, open_dataset
 
 
+def _read_episodes(roots, tasks, episodes_per_task, check):
+    """Yield ``(instruction, episode)`` for every episode of ``roots`` (in dataset order), shared by the
+    datasets below. ``tasks`` keeps only those tasks; ``episodes_per_task`` keeps the first N episodes of each
+    task in each directory (the demonstration budget of a sample-efficiency run: the same N episodes for every
+    seed); ``check(task_file)`` raises :class:`DatasetError` for a file the dataset cannot use."""
+    if episodes_per_task is not None and episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be >= 1 (or None for all), got {episodes_per_task}")
+    for root in roots:
+        for task, tf in open_dataset(Path(root)).items():
+            if tasks is not None and task not in tasks:
+                continue
+            try:
+                check(tf)
+                instruction = str(tf.attrs["instruction"])
+                n = len(tf) if episodes_per_task is None else min(len(tf), episodes_per_task)
+                for i in range(n):
+                    yield instruction, tf.episode(i)
+            finally:
+                tf.close()
+
+
 @dataclass
 class MinMax:
     """Per-dimension range used to scale a quantity to [-1, 1]."""
@@ -64,34 +85,29 @@ class DemoDataset(torch.utils.data.Dataset):
         n_obs: observation steps per sample.
         horizon: action steps per sample.
         tasks: keep only these tasks (default: all in the datasets).
+        episodes_per_task: keep the first N episodes of each task in each directory (default: all).
     """
 
     def __init__(self, roots: list[str | Path], camera: str = "corner2", n_obs: int = 1, horizon: int = 1,
-                 tasks: list[str] | None = None):
+                 tasks: list[str] | None = None, episodes_per_task: int | None = None):
         self.camera, self.n_obs, self.horizon = camera, n_obs, horizon
         self.frames, self.states, self.actions, self.text_ids = [], [], [], []
         self.instructions: list[str] = []
-        self.manifests: dict[str, dict] = {}
-        for root in roots:
-            root = Path(root)
-            for task, tf in open_dataset(root).items():
-                if tasks is not None and task not in tasks:
-                    continue
-                if not tf.attrs.get("has_actions", True):
-                    raise DatasetError(f"{tf.path} is action-free video; a policy needs actions")
-                if camera not in tf.attrs["cameras"]:
-                    raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {camera!r}")
-                instruction = str(tf.attrs["instruction"])
-                if instruction not in self.instructions:
-                    self.instructions.append(instruction)
-                for i in range(len(tf)):
-                    ep = tf.episode(i)
-                    self.frames.append(ep.frames[camera])
-                    self.states.append(ep.state.astype(np.float32))
-                    self.actions.append(ep.actions.astype(np.float32))
-                    self.text_ids.append(self.instructions.index(instruction))
-                tf.close()
-            self.manifests[str(root)] = json.loads((root / "manifest.json").read_text())
+
+        def check(tf):
+            if not tf.attrs.get("has_actions", True):
+                raise DatasetError(f"{tf.path} is action-free video; a policy needs actions")
+            if camera not in tf.attrs["cameras"]:
+                raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {camera!r}")
+
+        for instruction, ep in _read_episodes(roots, tasks, episodes_per_task, check):
+            if instruction not in self.instructions:
+                self.instructions.append(instruction)
+            self.frames.append(ep.frames[camera])
+            self.states.append(ep.state.astype(np.float32))
+            self.actions.append(ep.actions.astype(np.float32))
+            self.text_ids.append(self.instructions.index(instruction))
+        self.manifests = {str(r): json.loads((Path(r) / "manifest.json").read_text()) for r in roots}
         if not self.actions:
             raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}"
                                + (f" for tasks {tasks}" if tasks else ""))
@@ -155,32 +171,26 @@ class VideoDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, roots: list[str | Path], cameras: tuple[str, ...] = ("corner2",), horizon: int = 16,
-                 frame_stride: int = 4, tasks: list[str] | None = None):
+                 frame_stride: int = 4, tasks: list[str] | None = None, episodes_per_task: int | None = None):
         self.cameras, self.horizon, self.frame_stride = tuple(cameras), horizon, frame_stride
         self.num_frames = horizon // frame_stride
         self.frames, self.states, self.actions, self.text_ids = [], [], [], []
         self.instructions: list[str] = []
-        self.manifests: dict[str, dict] = {}
         self.latents: list[torch.Tensor] | None = None
-        for root in roots:
-            root = Path(root)
-            for task, tf in open_dataset(root).items():
-                if tasks is not None and task not in tasks:
-                    continue
-                missing = [c for c in self.cameras if c not in tf.attrs["cameras"]]
-                if missing:
-                    raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {missing}")
-                instruction = str(tf.attrs["instruction"])
-                if instruction not in self.instructions:
-                    self.instructions.append(instruction)
-                for i in range(len(tf)):
-                    ep = tf.episode(i)
-                    self.frames.append(np.stack([ep.frames[c] for c in self.cameras]))  # (cams, T+1, H, W, 3)
-                    self.states.append(ep.state.astype(np.float32))
-                    self.actions.append(None if ep.actions is None else ep.actions.astype(np.float32))
-                    self.text_ids.append(self.instructions.index(instruction))
-                tf.close()
-            self.manifests[str(root)] = json.loads((root / "manifest.json").read_text())
+
+        def check(tf):
+            missing = [c for c in self.cameras if c not in tf.attrs["cameras"]]
+            if missing:
+                raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {missing}")
+
+        for instruction, ep in _read_episodes(roots, tasks, episodes_per_task, check):
+            if instruction not in self.instructions:
+                self.instructions.append(instruction)
+            self.frames.append(np.stack([ep.frames[c] for c in self.cameras]))  # (cams, T+1, H, W, 3)
+            self.states.append(ep.state.astype(np.float32))
+            self.actions.append(None if ep.actions is None else ep.actions.astype(np.float32))
+            self.text_ids.append(self.instructions.index(instruction))
+        self.manifests = {str(r): json.loads((Path(r) / "manifest.json").read_text()) for r in roots}
         if not self.frames:
             raise DatasetError(f"no episodes in {[str(r) for r in roots]}" + (f" for tasks {tasks}" if tasks else ""))
         labelled = [a for a in self.actions if a is not None]

@@ -49,6 +49,8 @@ class TrainConfig:
     Attributes:
         data: dataset directories written by ``vp-data``.
         tasks: train on these tasks only (default: every task in ``data``).
+        episodes_per_task: train on the first N demonstrations of each task in each directory (default: all);
+            the budget of a sample-efficiency run. Action-free video directories are cut the same way.
         steps: optimiser steps.
         batch_size: samples per step (drawn with replacement).
         seed: seeds batches, initialisation and the model's noise.
@@ -66,6 +68,7 @@ class TrainConfig:
     policy: PolicyNode = MISSING
     data: list[str] = MISSING
     tasks: list[str] | None = None
+    episodes_per_task: int | None = None
     steps: int = 2000
     batch_size: int = 64
     seed: int = 0
@@ -118,11 +121,13 @@ def train(cfg) -> Path:
 
     # ---- data
     tasks = list(cfg.tasks) if cfg.tasks else None
+    budget = cfg.get("episodes_per_task")
     if hasattr(cls, "make_dataset"):
-        dataset = cls.make_dataset(config, list(cfg.data), tasks)
+        dataset = cls.make_dataset(config, list(cfg.data), tasks, episodes_per_task=budget)
     else:
         dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
-                              tasks=tasks)
+                              tasks=tasks, episodes_per_task=budget)
+    log.info("data: %d episodes (%s per task) from %s", len(dataset.frames), budget or "all", list(cfg.data))
 
     stages = (cls.training_stages(config) if hasattr(cls, "training_stages")
               else [(None, cfg.steps, cfg.batch_size, config.lr)])

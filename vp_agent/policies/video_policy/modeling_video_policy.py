@@ -187,6 +187,7 @@ class VideoPolicy(Policy):
             key.update(v.detach().cpu().numpy().tobytes())
         key.update(repr(sorted(dataset.manifests.items())).encode())
         key.update(repr(dataset.cameras).encode())
+        key.update(repr([f.shape for f in dataset.frames]).encode())  # the episodes kept (tasks, budget)
         path = Path(cache_dir) / f"latents-{key.hexdigest()[:16]}.pt" if cache_dir else None
         raw = None
         if path is not None and path.is_file():
@@ -385,11 +386,11 @@ class VideoPolicy(Policy):
 
     # ------------------------------------------------------------------------------------ training API
     @staticmethod
-    def make_dataset(config: VideoPolicyConfig, roots, tasks=None):
+    def make_dataset(config: VideoPolicyConfig, roots, tasks=None, episodes_per_task=None):
         from vp_agent.data import VideoDataset
 
         return VideoDataset(roots, cameras=tuple(config.cameras), horizon=config.horizon,
-                            frame_stride=config.frame_stride, tasks=tasks)
+                            frame_stride=config.frame_stride, tasks=tasks, episodes_per_task=episodes_per_task)
 
     @staticmethod
     def training_stages(config: VideoPolicyConfig) -> list[tuple[str, int, int, float]]:
