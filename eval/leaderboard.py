@@ -6,7 +6,11 @@
   the mean over splits, and each shift split's drop from ``test`` (percentage points);
 - ``leaderboard.csv``: the same numbers, one line per (protocol, policy, split), with the counts they come
   from (``episodes``, ``successes``), so each is recomputable by hand from the parquet rows;
-- ``<protocol>_success.png``: success per split, one bar per policy, Wilson intervals as error bars.
+- ``<protocol>_success.png``: success per split, one bar per policy, Wilson intervals as error bars;
+- ``<protocol>_drop.png``: each policy's drop from ``test`` per shift split (complete and partial runs);
+- ``<protocol>_sample_efficiency.png`` and ``sample_efficiency.csv``: ``test`` success against demonstrations
+  per task, one line per (method, training recipe), from the runs whose manifest records how the checkpoint
+  was trained (``vp-train ... episodes_per_task=N seed=S``, evaluated with ``splits=[test]`` or fully).
 
 How the numbers are made (all from the rows, nothing else):
 
@@ -23,12 +27,14 @@ How the numbers are made (all from the rows, nothing else):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from eval.runner import atomic_write_bytes
 from vp_envs.stats import wilson_interval
 
 log = logging.getLogger("vp-leaderboard")
@@ -121,6 +127,7 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
         lines += [f"![success per split]({proto}_success.png)", ""] if images else []
         lines += ["| policy | " + " | ".join(splits) + " | mean |", "|---|" + "---|" * (len(splits) + 1)]
         drops = ["", f"Drop from `test` (points) for {proto}:", "",
+                 *([f"![drop from test]({proto}_drop.png)", ""] if images else []),
                  "| policy | " + " | ".join(shifts) + " |", "|---|" + "---|" * len(shifts)]
         for (policy, ckpt), q in p.groupby(["policy", "checkpoint_hash"], sort=True):
             by = q.set_index("split")
@@ -176,6 +183,127 @@ def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_drop(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Grouped bars: each policy's drop from ``test`` (points) under each shift split, one figure per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    d = summary[summary["drop_vs_test"].notna()]
+    for proto, p in d.groupby("protocol", sort=True):
+        splits = sorted(set(p["split"]), key=_split_sort)
+        policies = sorted(set(zip(p["policy"], p["checkpoint_hash"])))
+        width = 0.8 / max(1, len(policies))
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(splits), 3.6))
+        x = np.arange(len(splits))
+        for j, (policy, ckpt) in enumerate(policies):
+            q = p[(p["policy"] == policy) & (p["checkpoint_hash"] == ckpt)].set_index("split")
+            drop = np.array([q.loc[s].drop_vs_test if s in q.index else np.nan for s in splits], dtype=float)
+            ax.bar(x + (j - (len(policies) - 1) / 2) * width, 100 * drop, width, label=policy)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(x, splits, rotation=30, ha="right")
+        ax.set_ylabel("drop from test (points)")
+        ax.set_title(f"{proto}: success lost under each shift (positive = worse than test)", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        path = out / f"{proto}_drop.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+METHOD_NAMES = {"bc": "BC", "diffusion": "Diffusion Policy", "video_policy": "Video Policy"}
+
+
+def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFrame:
+    """One line per run folder whose ``manifest.json`` records how its checkpoint was trained (see
+    ``eval.policies.training_record``) and which holds ``split`` episodes: method, recipe, demonstrations per
+    task, seed, and the run's episodes and successes on ``split``. Runs trained with action-free video are
+    left out (they answer another question)."""
+    out = []
+    for source, g in rows.groupby("source", sort=True):
+        try:
+            training = json.loads((Path(source).parent / "manifest.json").read_text())["policy"].get("training")
+        except (OSError, ValueError, KeyError):
+            continue
+        g = g[g["split"] == split]
+        if not training or training.get("action_free_data") or not training.get("episodes_per_task") or g.empty:
+            continue
+        ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
+        out.append({"protocol": g["protocol"].iloc[0], "method": training["method"],
+                    "recipe_hash": training["recipe_hash"], "episodes_per_task": int(training["episodes_per_task"]),
+                    "seed": training["seed"], "policy": g["policy"].iloc[0], "episodes": len(g),
+                    "successes": int(ok.sum()), "source": source})
+    return pd.DataFrame(out)
+
+
+def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
+    """``test`` success against demonstrations per task, for every (method, recipe) trained at two or more
+    budgets: a table (pooled over seeds and episodes, 95% Wilson; each seed's rate beside it),
+    ``sample_efficiency.csv`` and ``<protocol>_sample_efficiency.png``."""
+    runs = training_runs(rows)
+    if runs.empty:
+        return ""
+    runs = runs.groupby(["protocol", "method", "recipe_hash"]).filter(
+        lambda g: g["episodes_per_task"].nunique() >= 2)
+    if runs.empty:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = []
+    for key, g in runs.groupby(["protocol", "method", "recipe_hash", "episodes_per_task"], sort=True):
+        n, k = int(g["episodes"].sum()), int(g["successes"].sum())
+        lo, hi = wilson_interval(k, n)
+        per_seed = g.sort_values("seed").apply(lambda r: r["successes"] / r["episodes"], axis=1)
+        cells.append({**dict(zip(["protocol", "method", "recipe_hash", "episodes_per_task"], key)),
+                      "seeds": len(g), "episodes": n, "successes": k, "success_rate": k / n, "ci95_low": lo,
+                      "ci95_high": hi, "seed_rates": " ".join(f"{100 * r:.0f}" for r in per_seed),
+                      "seed_std": float(np.std(per_seed, ddof=1)) if len(g) > 1 else float("nan")})
+    table = pd.DataFrame(cells)
+    atomic_write_bytes(out / "sample_efficiency.csv",
+                       lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+    lines = ["", "# Sample efficiency", "",
+             "`test` success (%) against demonstrations per task, for each method trained at several budgets with",
+             "one recipe (`vp-train ... episodes_per_task=N seed=S`, the first N demos of each task). Pooled over",
+             "seeds and episodes with its 95% Wilson interval; each seed's own rate in the last column.", ""]
+    for proto, p in table.groupby("protocol", sort=True):
+        lines += [f"![sample efficiency]({proto}_sample_efficiency.png)", "",
+                  "| protocol | method (recipe) | demos per task | seeds | episodes | success | per seed |",
+                  "|---|---|---|---|---|---|---|"]
+        fig, ax = plt.subplots(figsize=(4.8, 3.4))
+        for (method, recipe), q in p.groupby(["method", "recipe_hash"], sort=True):
+            q = q.sort_values("episodes_per_task")
+            label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
+            for r in q.itertuples():
+                lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.seeds} | {r.episodes} | "
+                             f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.seed_rates} |")
+            x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
+            err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
+                                0, None)
+            ax.errorbar(x, rate, yerr=err, marker="o", capsize=3, label=label)
+        ax.set_xscale("log")
+        xs = sorted(set(p["episodes_per_task"]))
+        ax.set_xticks(xs, [str(v) for v in xs])
+        ax.set_xlabel("demonstrations per task")
+        ax.set_ylabel("test success (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{proto}: sample efficiency (95% Wilson, pooled seeds)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / f"{proto}_sample_efficiency.png", dpi=120)
+        plt.close(fig)
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def video_vs_success(rows: pd.DataFrame, out: Path) -> str:
@@ -255,20 +383,25 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
     rows, incomplete = complete_runs(all_rows)
     partial_rows = all_rows[~all_rows.index.isin(rows.index)] if not rows.empty else all_rows
     summary = summarise(rows)
-    summary.to_csv(out / "leaderboard.csv", index=False, float_format="%.4f")
+    atomic_write_bytes(out / "leaderboard.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.4f"))
     text = markdown(summary)
     if incomplete:
         text += "\nIncomplete runs, not ranked:\n\n" + "\n".join(f"- {n}" for n in incomplete) + "\n"
         partial = summarise(partial_rows)
-        partial.to_csv(out / "leaderboard_partial.csv", index=False, float_format="%.4f")
+        atomic_write_bytes(out / "leaderboard_partial.csv",
+                           lambda tmp: partial.to_csv(tmp, index=False, float_format="%.4f"))
         body = markdown(partial, header=False, images=False)
         text += ("\n# Partial runs (only some splits; not ranked)\n\nThe same statistics over the episodes these "
                  "runs hold (`vp-eval ... splits=[...]`, or a run still going). Counts: `leaderboard_partial.csv`.\n\n"
                  + body)
+    text += sample_efficiency(all_rows, out)
     text += video_vs_success(all_rows, out)
-    (out / "LEADERBOARD.md").write_text(text)
+    atomic_write_bytes(out / "LEADERBOARD.md", lambda tmp: tmp.write_text(text))
     if not summary.empty:
         plot(summary, out)
+    both = pd.concat([summary, summarise(partial_rows)]) if incomplete else summary
+    if not both.empty:
+        plot_drop(both, out)
     return summary
 
 

@@ -275,7 +275,33 @@ def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
     if not isinstance(policy, Policy):  # keep the vp_agent object; give it the two attributes rows need
         policy.spec = spec
         policy.checkpoint_hash = sha256_dir(path)
+    policy.training = training_record(path)
     return policy
+
+
+def training_record(path: Path) -> dict[str, Any] | None:
+    """What a vp_agent checkpoint was trained on, for the run's manifest (the leaderboard's sample-efficiency
+    section reads it): method, demonstrations per task, seed, the recipe (every training setting that is not
+    the seed, the data budget or bookkeeping) and its hash. ``None`` when ``config.json`` lacks the record."""
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        train = cfg["train_config"]
+    except (OSError, ValueError, KeyError):
+        return None
+    datasets = cfg.get("datasets", {})
+    action_free = sorted(r for r, m in datasets.items() if m.get("settings", {}).get("drop_actions"))
+    labelled = [t.get("episodes_kept", 0) for r, m in datasets.items() if r not in action_free
+                for t in m.get("tasks", {}).values()]
+    budget = train.get("episodes_per_task")
+    per_task = min([budget, *labelled] if budget else labelled) if labelled else budget
+    bookkeeping = {"seed", "episodes_per_task", "out_dir", "save_every", "log_every", "threads", "device",
+                   "tensorboard", "init_from", "data", "tasks"}
+    recipe = {k: v for k, v in train.items() if k not in bookkeeping}
+    if "stage_steps" in train.get("policy", {}).get("config", {}):  # staged policies: steps in their config
+        recipe.pop("steps", None), recipe.pop("batch_size", None)
+    return {"method": cfg.get("policy"), "episodes_per_task": per_task, "seed": train.get("seed"),
+            "action_free_data": action_free, "trained_steps": cfg.get("trained_steps"),
+            "recipe_hash": sha256_text(json.dumps(recipe, sort_keys=True, default=str))[:8], "recipe": recipe}
 
 
 def load_policy_spec(spec: str) -> Policy:

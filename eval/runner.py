@@ -208,7 +208,8 @@ class Runner:
         manifest.update({
             "protocol": {"name": self.protocol.name, "version": self.protocol.version,
                          "sha256": self.protocol.sha256, "source": self.protocol.source},
-            "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash},
+            "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash,
+                       "training": getattr(self.policy, "training", None)},
             "episodes_total": len(self.episodes),
             "sessions": sessions + [session],
         })

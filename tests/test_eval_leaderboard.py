@@ -99,3 +99,40 @@ def test_partial_runs_and_video_scores_are_shown_apart(tmp_path):
     corr = np.corrcoef([20, 18, 12, 14], [1, 1, 0, 0])[0, 1]
     assert f"| toy | `gamma` (gamma-ha) | 4 | 19.0 (n=2) | 13.0 (n=2) | {corr:+.2f} |" in md
     assert list(results.glob("*_video_vs_success.png"))
+
+
+def test_sample_efficiency_pools_seeds_per_budget(tmp_path):
+    """Runs whose manifest records training (method, budget, seed, recipe) become one line per (method,
+    recipe) over budgets; counts pool over seeds; a recipe at a single budget and an action-free run are
+    left out; the drop plot is written."""
+    import json
+
+    results = tmp_path / "results"
+
+    def run(name, outcomes, method="bc", n=5, seed=0, recipe="r1", action_free=()):
+        d = results / "runs" / name
+        d.mkdir(parents=True)
+        fake_rows(name, outcomes).to_parquet(d / "episodes.parquet")
+        training = {"method": method, "episodes_per_task": n, "seed": seed, "recipe_hash": recipe,
+                    "action_free_data": list(action_free)}
+        (d / "manifest.json").write_text(json.dumps({"policy": {"spec": name, "training": training}}))
+
+    run("bc5s0", {"test": [1, 0, 0, 0]}, n=5, seed=0)
+    run("bc5s1", {"test": [1, 1, 0, 0]}, n=5, seed=1)
+    run("bc25", {"test": [1, 1, 1, 0], "camera": [1, 0, 0, 0]}, n=25)
+    run("other", {"test": [1, 1, 1, 1]}, n=5, recipe="r2")           # one budget only: no line
+    run("vpaf", {"test": [1, 1, 1, 1]}, method="video_policy", n=10, action_free=["data/v"])
+    run("vp25", {"test": [0, 0, 0, 0]}, method="video_policy", n=25)  # one budget for vp: no line
+    assert main(["--results", str(results)]) == 0
+
+    se = pd.read_csv(results / "sample_efficiency.csv").set_index("episodes_per_task")
+    assert set(pd.read_csv(results / "sample_efficiency.csv")["method"]) == {"bc"}
+    assert (se.loc[5, "seeds"], se.loc[5, "episodes"], se.loc[5, "successes"]) == (2, 8, 3)
+    assert se.loc[5, "seed_rates"] == "25 50"
+    assert (se.loc[25, "episodes"], se.loc[25, "successes"]) == (4, 3)  # test episodes only
+    lo, hi = wilson_interval(3, 8)
+    assert (se.loc[5, "ci95_low"], se.loc[5, "ci95_high"]) == pytest.approx((lo, hi), abs=1e-4)
+    md = (results / "LEADERBOARD.md").read_text()
+    assert "# Sample efficiency" in md and "| toy | BC (r1) | 5 | 2 | 8 | 38 [14, 69] | 25 50 |" in md
+    assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
+    assert (results / "toy_drop.png").stat().st_size > 1000

@@ -98,3 +98,30 @@ def test_sb3_model_trained_on_state_is_evaluated(tmp_path):
     state = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     expected, _ = model.predict(state, deterministic=True)
     assert np.allclose(policy.act({"state": state}, [{}] * 3), np.clip(expected, -1, 1))
+
+
+def test_training_record_of_a_saved_checkpoint(tmp_path):
+    """vp-eval's manifest records how a checkpoint was trained: method, demos per task (the budget when set,
+    else what the datasets held), seed and a recipe hash that ignores the seed, budget and bookkeeping."""
+    import json
+
+    from eval.policies import training_record
+
+    def ckpt(name, **train):
+        d = tmp_path / name
+        d.mkdir()
+        base = {"policy": {"name": "bc", "config": {"crop": 58}}, "steps": 2000, "batch_size": 64, "seed": 0,
+                "episodes_per_task": None, "out_dir": f"runs/{name}", "data": ["data/x"]}
+        (d / "config.json").write_text(json.dumps({
+            "policy": "bc", "trained_steps": 2000, "train_config": {**base, **train},
+            "datasets": {"data/x": {"settings": {"drop_actions": False},
+                                    "tasks": {"a": {"episodes_kept": 25}, "b": {"episodes_kept": 20}}}}}))
+        return d
+
+    full = training_record(ckpt("full"))
+    five = training_record(ckpt("five", episodes_per_task=5, seed=2, out_dir="elsewhere"))
+    other = training_record(ckpt("other", steps=500))
+    assert (full["method"], full["episodes_per_task"], full["seed"]) == ("bc", 20, 0)
+    assert (five["episodes_per_task"], five["seed"]) == (5, 2)
+    assert five["recipe_hash"] == full["recipe_hash"] != other["recipe_hash"]
+    assert training_record(tmp_path / "missing") is None

@@ -170,6 +170,11 @@ def test_staged_training_writes_each_stage_and_resumes(data, tmp_path, monkeypat
     assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 6
     assert (ckpt / "model.safetensors").read_bytes() == before
     assert load_policy(ckpt).act  # loadable
+    from eval.policies import training_record  # what vp-eval's manifest says about this checkpoint
+
+    record = training_record(ckpt)
+    assert (record["method"], record["episodes_per_task"], record["seed"]) == ("video_policy", 2, 0)
+    assert record["action_free_data"] == [str(data[1])]
     # a second run reuses the first one's autoencoder: it starts at the video stage
     cfg2 = OmegaConf.merge(cfg, {"out_dir": str(tmp_path / "run2"),
                                  "init_from": str(tmp_path / "run" / "checkpoints" / "vae")})

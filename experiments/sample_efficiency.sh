@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sample efficiency on metaworld-lite (issue 7, experiment 1): train a method on the first N demonstrations
+# of each task with several seeds, evaluate each checkpoint on the `test` split, rebuild the leaderboard.
+#
+#   experiments/sample_efficiency.sh bc "5:0 10:0 5:1 5:2"        # method, then budget:seed pairs, in order
+#   experiments/sample_efficiency.sh diffusion "5:0"
+#   experiments/sample_efficiency.sh video_policy "5:0"
+#
+# Every step resumes: rerunning the same line skips finished training and finished episodes. The recipe is
+# the one of the full-data run of the same method (README, Results), so the 25-demo point of each line is
+# that run (seed 0). Checkpoints: runs/train/se/<method>-<N>demos-seed<S>; episodes:
+# results/runs/metaworld-lite/sample-efficiency/<method>-<N>demos-seed<S>.
+set -euo pipefail
+method=$1
+pairs=$2
+data=${DATA:-data/metaworld-lite-train}
+case $method in
+  bc) recipe=(steps=2000 batch_size=64 save_every=250) ;;
+  diffusion) recipe=(steps=3000 batch_size=32 save_every=250) ;;
+  video_policy) recipe=(save_every=100 "policy.config.stage_steps={vae: 500, video: 1200, action: 800}") ;;
+  *) echo "unknown method '$method'; known: bc, diffusion, video_policy" >&2; exit 2 ;;
+esac
+for pair in $pairs; do
+  n=${pair%%:*}
+  seed=${pair##*:}
+  name=$method-${n}demos-seed$seed
+  echo "=== $name: train $(date -u +%H:%M:%S)"
+  vp-train policy=$method "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
+    out_dir=runs/train/se/$name "${recipe[@]}"
+  echo "=== $name: evaluate on test $(date -u +%H:%M:%S)"
+  vp-eval policy=runs/train/se/$name/checkpoints/last protocol=metaworld-lite "splits=[test]" \
+    run_dir=results/runs/metaworld-lite/sample-efficiency/$name
+done
+vp-leaderboard
