@@ -46,7 +46,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-ACTION_DIM = 4
+from eval.protocol import ACTION_DIM
+
 SPEC_KINDS = ("expert", "random", "sb3:<model.zip>", "sb3:<algo>:<model.zip>", "py:<module>:<factory>",
               "<vp_agent checkpoint dir>")
 # Stable-Baselines3 algorithms by the module their policy class lives in (read from the zip's "data").
@@ -109,17 +110,18 @@ class ExpertPolicy(Policy):
         self.checkpoint_hash = sha256_text(spec)
         self._experts: dict[str, Callable] = {}
 
-    def _expert(self, task: str) -> Callable:
+    def _expert(self, suite: str, task: str) -> Callable:
         if task not in self._experts:
             import vp_envs
 
             # scripted_expert only reads env.unwrapped.suite/.task, so a stand-in avoids building an env.
-            stub = SimpleNamespace(unwrapped=SimpleNamespace(suite="metaworld", task=task))
+            stub = SimpleNamespace(unwrapped=SimpleNamespace(suite=suite, task=task))
             self._experts[task] = vp_envs.scripted_expert(stub)
         return self._experts[task]
 
     def act(self, obs, infos):
-        return np.stack([self._expert(info["task"])(index_obs(obs, i), info) for i, info in enumerate(infos)])
+        return np.stack([self._expert(info.get("suite", "metaworld"), info["task"])(index_obs(obs, i), info)
+                         for i, info in enumerate(infos)])
 
 
 class RandomPolicy(Policy):
@@ -142,12 +144,13 @@ class RandomPolicy(Policy):
             self._rngs.pop(int(i), None)
 
     def act(self, obs, infos):
-        out = np.empty((len(infos), ACTION_DIM), np.float32)
+        dim = ACTION_DIM[infos[0].get("suite", "metaworld")] if infos else 4
+        out = np.empty((len(infos), dim), np.float32)
         for row, info in enumerate(infos):
             slot = int(info["slot"])
             if slot not in self._rngs:
                 self._rngs[slot] = np.random.default_rng([self.SALT, int(info["seed"])])
-            out[row] = self._rngs[slot].uniform(-1.0, 1.0, ACTION_DIM)
+            out[row] = self._rngs[slot].uniform(-1.0, 1.0, dim)
         return out
 
 

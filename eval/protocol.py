@@ -35,6 +35,10 @@ REQUIRED = ("name", "version", "description", "suite", "tasks", "splits", "episo
             "cameras", "image_size")
 OPTIONAL = {"terminate_on_success": True, "state": "proprio"}
 STATES = ("proprio", "full")
+# Per suite: the action size and each state mode that has one size for every task (the evaluation vector
+# batches all of a protocol's tasks in one observation/action space).
+ACTION_DIM = {"metaworld": 4, "robosuite": 7}
+SHARED_STATE_DIM = {("metaworld", "proprio"): 4, ("metaworld", "full"): 39, ("robosuite", "proprio"): 9}
 
 
 class ProtocolError(ValueError):
@@ -190,7 +194,9 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
 
     if suite == "metaworld":
         from vp_envs.metaworld_env import list_tasks
-        known_tasks = list_tasks()
+    else:
+        from vp_envs.robosuite_env import list_tasks
+    known_tasks = list_tasks()
     tasks = raw["tasks"]
     if not isinstance(tasks, list) or not tasks:
         raise _bad(source, "tasks", f"must be a non-empty list of task names; got {tasks!r}")
@@ -251,6 +257,10 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
     state = raw.get("state", OPTIONAL["state"])
     if state not in STATES:
         raise _bad(source, "state", f"unknown state mode {state!r}; known: {', '.join(STATES)}")
+    if (suite, state) not in SHARED_STATE_DIM:
+        raise _bad(source, "state", f"state {state!r} differs in size between {suite} tasks, so one protocol "
+                                    f"cannot batch them; use: " + ", ".join(m for s_, m in SHARED_STATE_DIM
+                                                                             if s_ == suite))
     description = raw["description"]
     if not isinstance(description, str) or not description.strip():
         raise _bad(source, "description", "must say in words what the protocol measures")

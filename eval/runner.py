@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from eval.policies import Policy, load_policy_spec, policy_slug
-from eval.protocol import EpisodeSpec, Protocol, load_protocol
+from eval.protocol import ACTION_DIM, EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
 from vp_envs.stats import psnr
 
@@ -175,6 +175,7 @@ class Runner:
         if vector not in VECTOR_MODES:
             raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
         self.protocol, self.policy, self.run_dir = protocol, policy, Path(run_dir)
+        self.action_dim = ACTION_DIM[protocol.suite]
         self.num_envs, self.vector = num_envs, vector
         self.videos_per_cell = videos_per_cell if protocol.cameras else 0
         self.video_fps, self.retry_errors, self.progress = video_fps, retry_errors, progress
@@ -292,7 +293,7 @@ class Runner:
                         write_rows(self.parquet, rows)
                     continue
                 # 2. one batched policy call for the live slots
-                actions = np.zeros((n, 4), np.float32)
+                actions = np.zeros((n, self.action_dim), np.float32)
                 failed = self._act(obs, infos_l, live, actions)
                 if failed:  # end those episodes now, record the policy's error
                     for i, err in failed.items():
@@ -322,8 +323,9 @@ class Runner:
         batch_infos = [{**{k: v for k, v in infos_l[i].items() if k not in hide}, "slot": i} for i in live]
         try:
             out = np.asarray(self.policy.act(select(obs, idx), batch_infos), np.float32)
-            if out.shape != (len(live), 4):
-                raise ValueError(f"policy returned actions of shape {out.shape}; expected ({len(live)}, 4)")
+            if out.shape != (len(live), self.action_dim):
+                raise ValueError(f"policy returned actions of shape {out.shape}; "
+                                 f"expected ({len(live)}, {self.action_dim})")
             actions[idx] = out
             self._keep_generated(live)
             return {}
@@ -335,8 +337,9 @@ class Runner:
             try:
                 out = np.asarray(self.policy.act(select(obs, np.asarray([i])), [batch_infos[live.index(i)]]),
                                  np.float32)
-                if out.shape != (1, 4):
-                    raise ValueError(f"policy returned actions of shape {out.shape}; expected (1, 4)")
+                if out.shape != (1, self.action_dim):
+                    raise ValueError(f"policy returned actions of shape {out.shape}; "
+                                     f"expected (1, {self.action_dim})")
                 actions[i] = out[0]
                 self._keep_generated([i])
             except Exception as exc:

@@ -131,3 +131,22 @@ def test_only_listed_episodes_run_in_order(tmp_path):
                                      splits=["test", "new_task"], episodes=1))
     assert [(e.task, e.split) for e in p.episodes()] == [("reach-v3", "test"), ("door-close-v3", "new_task")]
     assert np.all([e.index == 0 for e in p.episodes()])
+
+
+def test_robosuite_protocol_runs_the_expert_and_random_policy(tmp_path):
+    """The runner is not Meta-World-only: a robosuite protocol gets 7-D actions, a 9-D state, the robosuite
+    expert (through the padded privileged state) and a random policy of the right size."""
+    proto = write_protocol(tmp_path, suite="robosuite", tasks=["Lift", "PickPlaceCan"], splits=["test", "new_task"],
+                           episodes=1, max_steps=60, cameras=["agentview"])
+    expert = run(proto, "expert", run_dir=tmp_path / "expert", num_envs=2, vector="sync", videos_per_cell=0,
+                 progress=False)
+    assert set(zip(expert["task"], expert["split"])) == {("Lift", "test"), ("PickPlaceCan", "new_task")}
+    assert (expert["error"] == "").all()
+    lift = expert[expert["task"] == "Lift"].iloc[0]
+    assert lift["success"] and lift["steps"] < 60  # the Lift expert needs about 40 steps
+    rand = run(proto, "random", run_dir=tmp_path / "random", num_envs=1, vector="sync", videos_per_cell=0,
+               progress=False)
+    assert (rand["error"] == "").all() and (rand["steps"] == 60).all()
+    with pytest.raises(Exception, match="state 'full' differs in size between robosuite tasks"):
+        load_protocol(write_protocol(tmp_path, name="bad", suite="robosuite", tasks=["Lift"], splits=["test"],
+                                     cameras=["agentview"], state="full"))
