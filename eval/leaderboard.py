@@ -150,7 +150,10 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
     return "\n".join(lines)
 
 
-def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
+def _grouped_bars(summary: pd.DataFrame, out: Path, column: str, name: str, ylabel: str, title: str,
+                  intervals: bool) -> list[Path]:
+    """One figure per protocol: ``column`` (a rate in [0, 1] or points / 100) per split, one bar per policy;
+    ``intervals`` adds the Wilson interval as error bars. Saved as ``<protocol>_<name>.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,7 +161,7 @@ def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
     import numpy as np
 
     written = []
-    for proto, p in summary[summary["split"] != "mean"].groupby("protocol", sort=True):
+    for proto, p in summary[summary[column].notna() & (summary["split"] != "mean")].groupby("protocol", sort=True):
         splits = sorted(set(p["split"]), key=_split_sort)
         policies = sorted(set(zip(p["policy"], p["checkpoint_hash"])))
         width = 0.8 / max(1, len(policies))
@@ -166,56 +169,39 @@ def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
         x = np.arange(len(splits))
         for j, (policy, ckpt) in enumerate(policies):
             q = p[(p["policy"] == policy) & (p["checkpoint_hash"] == ckpt)].set_index("split")
-            rate = np.array([q.loc[s].success_rate if s in q.index else np.nan for s in splits])
-            lo = np.array([q.loc[s].ci95_low if s in q.index else np.nan for s in splits], dtype=float)
-            hi = np.array([q.loc[s].ci95_high if s in q.index else np.nan for s in splits], dtype=float)
-            ax.bar(x + (j - (len(policies) - 1) / 2) * width, 100 * rate, width, label=policy,
-                   # clip: at 0% and 100% the interval's end equals the rate up to rounding
-                   yerr=100 * np.clip(np.vstack([rate - lo, hi - rate]), 0, None), capsize=2)
+            get = lambda c: np.array([q.loc[s][c] if s in q.index else np.nan for s in splits], dtype=float)  # noqa: E731
+            value = get(column)
+            # clip: at 0% and 100% the interval's end equals the rate up to rounding
+            err = (100 * np.clip(np.vstack([value - get("ci95_low"), get("ci95_high") - value]), 0, None)
+                   if intervals else None)
+            ax.bar(x + (j - (len(policies) - 1) / 2) * width, 100 * value, width, label=policy, yerr=err,
+                   capsize=2)
+        if intervals:
+            ax.set_ylim(0, 105)
+        else:
+            ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(x, splits, rotation=30, ha="right")
-        ax.set_ylabel("success (%)")
-        ax.set_ylim(0, 105)
-        ax.set_title(f"{proto}: success per split (95% Wilson)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{proto}: {title}", fontsize=9)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a bar
         fig.tight_layout()
-        path = out / f"{proto}_success.png"
+        path = out / f"{proto}_{name}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """``<protocol>_success.png``: success per split, one bar per policy, Wilson intervals as error bars."""
+    return _grouped_bars(summary, out, "success_rate", "success", "success (%)", "success per split (95% Wilson)",
+                         intervals=True)
 
 
 def plot_drop(summary: pd.DataFrame, out: Path) -> list[Path]:
-    """Grouped bars: each policy's drop from ``test`` (points) under each shift split, one figure per protocol."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    written = []
-    d = summary[summary["drop_vs_test"].notna()]
-    for proto, p in d.groupby("protocol", sort=True):
-        splits = sorted(set(p["split"]), key=_split_sort)
-        policies = sorted(set(zip(p["policy"], p["checkpoint_hash"])))
-        width = 0.8 / max(1, len(policies))
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(splits), 3.6))
-        x = np.arange(len(splits))
-        for j, (policy, ckpt) in enumerate(policies):
-            q = p[(p["policy"] == policy) & (p["checkpoint_hash"] == ckpt)].set_index("split")
-            drop = np.array([q.loc[s].drop_vs_test if s in q.index else np.nan for s in splits], dtype=float)
-            ax.bar(x + (j - (len(policies) - 1) / 2) * width, 100 * drop, width, label=policy)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(x, splits, rotation=30, ha="right")
-        ax.set_ylabel("drop from test (points)")
-        ax.set_title(f"{proto}: success lost under each shift (positive = worse than test)", fontsize=9)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        path = out / f"{proto}_drop.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
+    """``<protocol>_drop.png``: each policy's drop from ``test`` (points) under each shift split."""
+    return _grouped_bars(summary, out, "drop_vs_test", "drop", "drop from test (points)",
+                         "success lost under each shift (positive = worse than test)", intervals=False)
 
 
 METHOD_NAMES = {"bc": "BC", "diffusion": "Diffusion Policy", "video_policy": "Video Policy"}
