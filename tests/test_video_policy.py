@@ -247,3 +247,14 @@ def test_bad_init_from_and_offline_setting_are_clear_errors(data, tmp_path, caps
     assert "VideoPolicyConfig has no setting 'not_a_knob'" in capsys.readouterr().err
     assert offline.main([str(tmp_path / "nowhere"), str(data[0])]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_offline_scorer_scores_action_free_video_on_video_alone(data):
+    from vp_agent.offline import evaluate
+
+    policy, _ = _policy(data)
+    scores = evaluate(policy, [str(data[1])], windows=2)  # door-close, no actions anywhere
+    assert scores["windows"] == 2 and scores["action_mse"] is None
+    assert 0 < scores["video_psnr"] < 99 and 0 < scores["recon_psnr"] < 99
+    with pytest.raises(Exception, match="no episodes with actions"):
+        VideoDataset([data[1]], horizon=8, frame_stride=4)  # training still needs actions somewhere

@@ -171,7 +171,8 @@ class VideoDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, roots: list[str | Path], cameras: tuple[str, ...] = ("corner2",), horizon: int = 16,
-                 frame_stride: int = 4, tasks: list[str] | None = None, episodes_per_task: int | None = None):
+                 frame_stride: int = 4, tasks: list[str] | None = None, episodes_per_task: int | None = None,
+                 require_actions: bool = True):
         self.cameras, self.horizon, self.frame_stride = tuple(cameras), horizon, frame_stride
         self.num_frames = horizon // frame_stride
         self.frames, self.states, self.actions, self.text_ids = [], [], [], []
@@ -194,13 +195,15 @@ class VideoDataset(torch.utils.data.Dataset):
         if not self.frames:
             raise DatasetError(f"no episodes in {[str(r) for r in roots]}" + (f" for tasks {tasks}" if tasks else ""))
         labelled = [a for a in self.actions if a is not None]
-        if not labelled:
+        if not labelled and require_actions:
             raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}: the action head needs some")
         self.index = [(e, t) for e, f in enumerate(self.frames) for t in range(f.shape[1] - 1)]
         self.labelled = np.array([self.actions[e] is not None for e, _ in self.index])
-        acts = np.concatenate(labelled)
-        states = np.concatenate([s for s, a in zip(self.states, self.actions) if a is not None])
-        self.stats = {"action": MinMax(acts.min(0), acts.max(0)), "state": MinMax(states.min(0), states.max(0))}
+        self.stats: dict[str, MinMax] = {}  # all action-free (require_actions=False): the caller sets a policy's
+        if labelled:
+            acts = np.concatenate(labelled)
+            states = np.concatenate([s for s, a in zip(self.states, self.actions) if a is not None])
+            self.stats = {"action": MinMax(acts.min(0), acts.max(0)), "state": MinMax(states.min(0), states.max(0))}
         self.text_emb: torch.Tensor | None = None
 
     state_dim = DemoDataset.state_dim
@@ -209,7 +212,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     @property
     def action_dim(self) -> int:
-        return next(a for a in self.actions if a is not None).shape[1]
+        return len(self.stats["action"].low)
 
     def indices(self, stage: str) -> np.ndarray:
         """Sample indices a training stage draws from (action stages: labelled episodes only)."""

@@ -5,7 +5,8 @@ under the ``test`` split), the policy predicts a chunk from the window's observa
 what the expert did and saw:
 
 - ``action_mse``: mean squared error of the executed part of the chunk (``n_action_steps`` actions) against the
-  expert's actions, in the normalised [-1, 1] action space (every policy);
+  expert's actions, in the normalised [-1, 1] action space (every policy; ``None`` on action-free video,
+  where a Video Policy is scored on its video alone: is the held-out task's future imagined?);
 - ``video_psnr``: PSNR (dB) of the generated frames against the real future frames at the same steps
   (Video Policy), next to ``recon_psnr``, the autoencoder's reconstruction of those frames: the ceiling the
   generated video could reach.
@@ -52,12 +53,15 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     c = policy.config
     is_video = policy.name == "video_policy"
     if is_video:
-        ds = VideoDataset(data, cameras=tuple(c.cameras), horizon=c.horizon, frame_stride=c.frame_stride)
+        ds = VideoDataset(data, cameras=tuple(c.cameras), horizon=c.horizon, frame_stride=c.frame_stride,
+                          require_actions=False)
     else:
         ds = DemoDataset(data, camera=c.camera, n_obs=c.n_obs, horizon=c.horizon)
     ds.stats = policy.stats  # score in the policy's normalisation, not the held-out data's
     ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
     labelled = ds.indices("action") if is_video else np.arange(len(ds))
+    if len(labelled) == 0:  # action-free video: score the generated video on every window
+        labelled = np.arange(len(ds))
     rng = np.random.default_rng(seed)
     picks = rng.choice(labelled, size=min(windows, len(labelled)), replace=False)
     act_err, vid, rec, t0, rows = [], [], [], time.time(), []
@@ -91,7 +95,8 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
 
         grid.parent.mkdir(parents=True, exist_ok=True)
         iio.imwrite(grid, np.concatenate(rows, axis=0))
-    out = {"windows": len(picks), "action_mse": float(np.mean(act_err)), "action_mse_std": float(np.std(act_err)),
+    out = {"windows": len(picks), "action_mse": float(np.mean(act_err)) if act_err else None,
+           "action_mse_std": float(np.std(act_err)) if act_err else None,
            "seconds": round(time.time() - t0, 1)}
     if is_video:
         out.update(video_psnr=float(np.mean(vid)), video_psnr_std=float(np.std(vid)), recon_psnr=float(np.mean(rec)))
