@@ -258,3 +258,14 @@ def test_offline_scorer_scores_action_free_video_on_video_alone(data):
     assert 0 < scores["video_psnr"] < 99 and 0 < scores["recon_psnr"] < 99
     with pytest.raises(Exception, match="no episodes with actions"):
         VideoDataset([data[1]], horizon=8, frame_stride=4)  # training still needs actions somewhere
+
+
+def test_gpu_preset_is_selectable_from_vp_train():
+    from hydra import compose, initialize
+
+    import vp_agent.train  # noqa: F401  (registers the configs)
+
+    with initialize(version_base=None, config_path=None):
+        cfg = compose(config_name="train", overrides=["policy=video_policy_gpu", "data=[d]"])
+    assert cfg.policy.name == "video_policy"  # the class it builds
+    assert (cfg.policy.config.image_size, cfg.policy.config.horizon, cfg.policy.config.guidance) == (256, 32, 2.0)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from vp_agent.data import DemoDataset
 from vp_agent.policies.base import CheckpointError, load_policy
-from vp_agent.policies.registry import CONFIGS, POLICIES
+from vp_agent.policies.registry import CONFIGS, POLICIES, PRESETS
 
 log = logging.getLogger("vp-train")
 
@@ -85,6 +85,8 @@ cs = ConfigStore.instance()
 cs.store(name="train", node=TrainConfig)
 for _name, _cfg in CONFIGS.items():
     cs.store(group="policy", name=_name, node=PolicyNode(name=_name, config=_cfg()))
+for _preset, (_name, _factory) in PRESETS.items():  # e.g. policy=video_policy_gpu: the paper-scale config
+    cs.store(group="policy", name=_preset, node=PolicyNode(name=_name, config=_factory()))
 
 
 def _seed_step(seed: int, step: int) -> None:
