@@ -243,6 +243,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     if runs.empty:
         return ""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -282,6 +283,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         ax.set_xscale("log")
         xs = sorted(set(p["episodes_per_task"]))
         ax.set_xticks(xs, [str(v) for v in xs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the budgets are labelled
         ax.set_xlabel("demonstrations per task")
         ax.set_ylabel("test success (%)")
         ax.set_ylim(0, 100)
