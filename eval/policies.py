@@ -101,27 +101,37 @@ def index_obs(obs: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 class ExpertPolicy(Policy):
-    """The scripted expert of each episode's task; stateless, so ``reset`` has nothing to forget."""
+    """The scripted expert of each episode's task, one instance per slot: the robosuite experts are staged
+    (approach, grasp, lift, ...) and keep their stage between calls, so two slots playing the same task must
+    not share one. ``reset`` drops the experts of the slots that start a new episode."""
 
     privileged = True
 
     def __init__(self, spec: str = "expert"):
         self.spec = spec
         self.checkpoint_hash = sha256_text(spec)
-        self._experts: dict[str, Callable] = {}
+        self._experts: dict[tuple[int, str, str], Callable] = {}
 
-    def _expert(self, suite: str, task: str) -> Callable:
-        if task not in self._experts:
+    def reset(self, env_ids=None):
+        if env_ids is None:
+            self._experts.clear()
+            return
+        slots = {int(i) for i in env_ids}
+        self._experts = {k: v for k, v in self._experts.items() if k[0] not in slots}
+
+    def _expert(self, slot: int, suite: str, task: str) -> Callable:
+        key = (slot, suite, task)
+        if key not in self._experts:
             import vp_envs
 
             # scripted_expert only reads env.unwrapped.suite/.task, so a stand-in avoids building an env.
             stub = SimpleNamespace(unwrapped=SimpleNamespace(suite=suite, task=task))
-            self._experts[task] = vp_envs.scripted_expert(stub)
-        return self._experts[task]
+            self._experts[key] = vp_envs.scripted_expert(stub)
+        return self._experts[key]
 
     def act(self, obs, infos):
-        return np.stack([self._expert(info.get("suite", "metaworld"), info["task"])(index_obs(obs, i), info)
-                         for i, info in enumerate(infos)])
+        return np.stack([self._expert(int(info.get("slot", 0)), info.get("suite", "metaworld"), info["task"])(
+            index_obs(obs, i), info) for i, info in enumerate(infos)])
 
 
 class RandomPolicy(Policy):

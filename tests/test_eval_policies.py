@@ -125,3 +125,15 @@ def test_training_record_of_a_saved_checkpoint(tmp_path):
     assert (five["episodes_per_task"], five["seed"]) == (5, 2)
     assert five["recipe_hash"] == full["recipe_hash"] != other["recipe_hash"]
     assert training_record(tmp_path / "missing") is None
+
+
+def test_expert_keeps_one_staged_expert_per_slot():
+    """robosuite's experts remember their stage: two slots on the same task get two experts, and a slot that
+    starts a new episode gets a fresh one (sharing one made the Stack expert fail in vp-eval)."""
+    from eval.policies import ExpertPolicy
+
+    policy = ExpertPolicy()
+    a, b = policy._expert(0, "robosuite", "Stack"), policy._expert(1, "robosuite", "Stack")
+    assert a is not b and policy._expert(0, "robosuite", "Stack") is a
+    policy.reset([0])
+    assert policy._expert(0, "robosuite", "Stack") is not a and policy._expert(1, "robosuite", "Stack") is b
