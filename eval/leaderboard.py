@@ -410,7 +410,7 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
     atomic_write_bytes(out / "LEADERBOARD.md", lambda tmp: tmp.write_text(text))
     if not summary.empty:
         plot(summary, out)
-    both = pd.concat([summary, summarise(partial_rows)]) if incomplete else summary
+    both = pd.concat([summary, partial]) if incomplete else summary  # the drop plot shows partial runs too
     if not both.empty:
         plot_drop(both, out)
     return summary

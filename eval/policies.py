@@ -154,7 +154,7 @@ class RandomPolicy(Policy):
             self._rngs.pop(int(i), None)
 
     def act(self, obs, infos):
-        dim = ACTION_DIM[infos[0].get("suite", "metaworld")] if infos else 4
+        dim = ACTION_DIM[infos[0].get("suite", "metaworld")]  # the runner never calls with no live slot
         out = np.empty((len(infos), dim), np.float32)
         for row, info in enumerate(infos):
             slot = int(info["slot"])
@@ -305,8 +305,10 @@ def training_record(path: Path) -> dict[str, Any] | None:
     action_free = sorted(r for r, m in datasets.items() if m.get("settings", {}).get("drop_actions"))
     labelled = [t.get("episodes_kept", 0) for r, m in datasets.items() if r not in action_free
                 for t in m.get("tasks", {}).values()]
-    budget = train.get("episodes_per_task")
-    per_task = min([budget, *labelled] if budget else labelled) if labelled else budget
+    budget = train.get("episodes_per_task")  # None: every episode of the datasets
+    per_task = min(labelled) if labelled else None
+    if budget:
+        per_task = budget if per_task is None else min(budget, per_task)
     bookkeeping = {"seed", "episodes_per_task", "out_dir", "save_every", "log_every", "threads", "device",
                    "tensorboard", "init_from", "data", "tasks"}
     recipe = {k: v for k, v in train.items() if k not in bookkeeping}

@@ -150,7 +150,8 @@ def train(cfg) -> Path:
         _checkpoint(policy, None, None, sum(s[1] for s in stages), ckpt, dataset, cfg, stage=stages[-1][0])
     summary = {"policy": name, "stages": [{"stage": s, "steps": n, "batch_size": b, "lr": lr}
                                           for s, n, b, lr in stages],
-               "final_loss": final_loss, "seconds_this_session": round(time.time() - t_start, 1), "samples": len(dataset),
+               "final_loss": final_loss, "seconds_this_session": round(time.time() - t_start, 1),
+               "samples": len(dataset),
                "checkpoint": str(ckpt), "device": str(device)}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return ckpt
