@@ -188,7 +188,7 @@ def _grouped_bars(summary: pd.DataFrame, out: Path, column: str, name: str, ylab
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a bar
         fig.tight_layout()
         path = out / f"{proto}_{name}.png"
-        fig.savefig(path, dpi=120)
+        atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=120))
         plt.close(fig)
         written.append(path)
     return written
@@ -290,7 +290,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         ax.set_title(f"{proto}: sample efficiency (95% Wilson, pooled seeds)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / f"{proto}_sample_efficiency.png", dpi=120)
+        atomic_write_bytes(out / f"{proto}_sample_efficiency.png", lambda tmp: fig.savefig(tmp, dpi=120))
         plt.close(fig)
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -352,7 +352,7 @@ def video_vs_success(rows: pd.DataFrame, out: Path) -> str:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         slug = "".join(ch if ch.isalnum() else "_" for ch in f"{proto}_{policy}")[:80]
-        fig.savefig(out / f"{slug}_video_vs_success.png", dpi=120)
+        atomic_write_bytes(out / f"{slug}_video_vs_success.png", lambda tmp: fig.savefig(tmp, dpi=120))
         plt.close(fig)
         lines.append(f"| | ![{slug}]({slug}_video_vs_success.png) | | | | | |")
     return "\n".join(lines) + "\n"

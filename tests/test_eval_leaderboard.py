@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -101,13 +104,16 @@ def test_partial_runs_and_video_scores_are_shown_apart(tmp_path):
     assert list(results.glob("*_video_vs_success.png"))
 
 
-def test_sample_efficiency_pools_seeds_per_budget(tmp_path):
+def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     """Runs whose manifest records training (method, budget, seed, recipe) become one line per (method,
     recipe) over budgets; counts pool over seeds; a recipe at a single budget and an action-free run are
-    left out; the drop plot is written."""
+    left out; the drop plot is written; nothing is left under a temporary name."""
     import json
 
     results = tmp_path / "results"
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renames.append((src, dst)), real_replace(src, dst)))
 
     def run(name, outcomes, method="bc", n=5, seed=0, recipe="r1", action_free=()):
         d = results / "runs" / name
@@ -136,3 +142,7 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path):
     assert "# Sample efficiency" in md and "| toy | BC (r1) | 5 | 2 | 8 | 38 [14, 69] | 25 50 |" in md
     assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
     assert (results / "toy_drop.png").stat().st_size > 1000
+    assert not list(results.glob(".*tmp*"))
+    written_by_rename = {Path(dst).name for _, dst in renames}
+    assert {"toy_sample_efficiency.png", "toy_drop.png", "toy_success.png",
+            "sample_efficiency.csv", "LEADERBOARD.md"} <= written_by_rename, "PNGs and tables are atomic"
