@@ -351,6 +351,8 @@ class VideoPolicy(Policy):
                 else:
                     denoised_x = self._video_denoise(x, sigma, cond_latent, text)
                     feats = self._read_features(sigma, b)
+                # The denoisers apply EDM's c_in themselves; this call only marks the step as scaled, without
+                # which diffusers' step() logs a warning every call. Its return value is not the model input.
                 video_sched.scale_model_input(x, t)
                 x = video_sched.step(denoised_x, t, x, pred_original_sample=denoised_x).prev_sample
             if guided:
@@ -358,7 +360,7 @@ class VideoPolicy(Policy):
                 denoised_a = da[b:] + c.guidance * (da[:b] - da[b:])
             else:
                 denoised_a = self._action_denoise(a, sigma, feats, text, state)
-            action_sched.scale_model_input(a, t)
+            action_sched.scale_model_input(a, t)  # as above: marks the step, the denoiser scales its input
             a = action_sched.step(denoised_a, t, a, pred_original_sample=denoised_a).prev_sample
         video = x if c.feature_steps is None else denoised_x
         return a.clamp(-1, 1), video
