@@ -270,7 +270,8 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
                   "| protocol | method (recipe) | demos per task | seeds | episodes | success | per seed |",
                   "|---|---|---|---|---|---|---|"]
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
-        for (method, recipe), q in p.groupby(["method", "recipe_hash"], sort=True):
+        groups = list(p.groupby(["method", "recipe_hash"], sort=True))
+        for k, ((method, recipe), q) in enumerate(groups):
             q = q.sort_values("episodes_per_task")
             label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
             for r in q.itertuples():
@@ -279,7 +280,8 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
             x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
                                 0, None)
-            ax.errorbar(x, rate, yerr=err, marker="o", capsize=3, label=label)
+            dodge = 1 + 0.04 * (k - (len(groups) - 1) / 2)  # lines side by side at each budget (log x)
+            ax.errorbar(x * dodge, rate, yerr=err, marker="o", capsize=3, label=label)
         ax.set_xscale("log")
         xs = sorted(set(p["episodes_per_task"]))
         ax.set_xticks(xs, [str(v) for v in xs])
