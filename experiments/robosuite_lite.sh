@@ -10,17 +10,13 @@ set -euo pipefail
 method=$1
 splits=${2:-}
 data=data/robosuite-lite-train
+source "$(dirname "$0")/recipes.sh"
+set_recipe "$method"
 if [ ! -f $data/manifest.json ]; then
   vp-data --suite robosuite --tasks Lift Stack --episodes 25 --out $data --cameras agentview --max-steps 250
 fi
-case $method in
-  bc) recipe=(steps=2000 batch_size=64 save_every=250 policy.config.camera=agentview) ;;
-  diffusion) recipe=(steps=3000 batch_size=32 save_every=250 policy.config.camera=agentview) ;;
-  video_policy) recipe=(save_every=100 policy.config.camera=agentview
-                        "policy.config.stage_steps={vae: 500, video: 1200, action: 800}") ;;
-  *) echo "unknown method '$method'; known: bc, diffusion, video_policy" >&2; exit 2 ;;
-esac
-vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/rs-$method "${recipe[@]}"
+vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/rs-$method "${recipe[@]}" \
+  policy.config.camera=agentview
 vp-eval policy=runs/train/rs-$method/checkpoints/last protocol=robosuite-lite \
   run_dir=results/runs/robosuite-lite/$method ${splits:+"splits=$splits"}
 vp-leaderboard

@@ -14,10 +14,12 @@
 set -euo pipefail
 method=$1
 pairs=$2
+source "$(dirname "$0")/recipes.sh"
+set_recipe "$method"
 protocol=${PROTOCOL:-metaworld-lite}
 case $protocol in
   metaworld-lite) data=${DATA:-data/metaworld-lite-train}; train_dir=runs/train/se; camera=() ;;
-  # the recipe of experiments/robosuite_lite.sh, which records these demonstrations
+  # as in experiments/robosuite_lite.sh, which records these demonstrations
   robosuite-lite) data=${DATA:-data/robosuite-lite-train}; train_dir=runs/train/se-$protocol
                   camera=(policy.config.camera=agentview) ;;
   *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, robosuite-lite" >&2; exit 2 ;;
@@ -26,12 +28,6 @@ if [ ! -f $data/manifest.json ]; then
   echo "no dataset at $data: record it first (README, Results; experiments/robosuite_lite.sh for robosuite)" >&2
   exit 2
 fi
-case $method in
-  bc) recipe=(steps=2000 batch_size=64 save_every=250) ;;
-  diffusion) recipe=(steps=3000 batch_size=32 save_every=250) ;;
-  video_policy) recipe=(save_every=100 "policy.config.stage_steps={vae: 500, video: 1200, action: 800}") ;;
-  *) echo "unknown method '$method'; known: bc, diffusion, video_policy" >&2; exit 2 ;;
-esac
 for pair in $pairs; do
   n=${pair%%:*}
   seed=${pair##*:}

@@ -1,0 +1,11 @@
+# The training recipe of each method, shared by the sweeps in this folder: the one of its full-data
+# leaderboard row (README, Results). Usage, after `source experiments/recipes.sh`:
+#   set_recipe <method>     # fills the array `recipe`; an unknown method exits 2 with the known ones
+set_recipe() {
+  case $1 in
+    bc) recipe=(steps=2000 batch_size=64 save_every=250) ;;
+    diffusion) recipe=(steps=3000 batch_size=32 save_every=250) ;;
+    video_policy) recipe=(save_every=100 "policy.config.stage_steps={vae: 500, video: 1200, action: 800}") ;;
+    *) echo "unknown method '$1'; known: bc, diffusion, video_policy" >&2; exit 2 ;;
+  esac
+}
