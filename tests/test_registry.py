@@ -1,5 +1,9 @@
 """Ids, registration with Gymnasium, the env contract and clear errors for bad input."""
 
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -95,3 +99,26 @@ def test_bad_action_shape(make_env):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="4-D"):
         env.step(np.zeros(7))
+
+
+def _fresh_python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_training_imports_no_simulator_or_gl():
+    # vp-train must run on a GPU node without an EGL library: nothing it imports may load MuJoCo, whose
+    # import loads the GL backend named by MUJOCO_GL (an AttributeError deep in PyOpenGL when EGL is absent).
+    loaded = _fresh_python("import sys, vp_agent.train, vp_envs; vp_envs.list_envs(); "
+                           "print(sorted(m for m in ('mujoco', 'metaworld', 'robosuite', 'OpenGL') "
+                           "if m in sys.modules))")
+    assert loaded == "[]"
+
+
+def test_simulator_envs_still_default_to_egl():
+    # robosuite_env imports mujoco before the renderer: the EGL default must already be set by then.
+    backend = _fresh_python("from vp_envs.robosuite_env import list_tasks; import mujoco.gl_context as g; "
+                            "print(g.GLContext.__module__)")
+    assert backend == "mujoco.egl"

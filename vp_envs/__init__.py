@@ -11,10 +11,19 @@ Ids are ``vp/<suite>-<task>``; :func:`list_envs` lists them and :func:`list_spli
 
 from __future__ import annotations
 
+import functools
+import os
+from importlib import resources
+
+# MuJoCo picks its GL backend once, when it is first imported; every module here that imports it does so
+# after this line. Importing vp_envs itself (datasets, splits, ids) does not import MuJoCo, so training
+# runs on machines without an EGL library.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 import gymnasium as gym
+import yaml
 
 from vp_envs.experts import scripted_expert
-from vp_envs.rendering import RenderOptions
 from vp_envs.splits import episode_seed, list_splits, load_splits
 
 NAMESPACE = "vp"
@@ -24,16 +33,21 @@ __all__ = ["make", "list_envs", "list_splits", "scripted_expert", "episode_seed"
            "parse_env_id", "RenderOptions", "NAMESPACE"]
 
 
+def __getattr__(name: str):
+    # Rendering, and with it MuJoCo's GL backend, loads on first use rather than on import.
+    if name == "RenderOptions":
+        from vp_envs.rendering import RenderOptions
+
+        return RenderOptions
+    raise AttributeError(f"module 'vp_envs' has no attribute {name!r}")
+
+
+@functools.cache
 def _suite_tasks(suite: str) -> list[str]:
-    if suite == "metaworld":
-        from vp_envs.metaworld_env import list_tasks
-
-        return list_tasks()
-    if suite == "robosuite":
-        from vp_envs.robosuite_env import list_tasks as robosuite_tasks
-
-        return robosuite_tasks()
-    raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+    """Task names of ``suite``, read from ``vp_envs/tasks/<suite>.yaml`` without importing the simulator."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+    return list(yaml.safe_load((resources.files("vp_envs.tasks") / f"{suite}.yaml").read_text())["tasks"])
 
 
 def list_envs(suite: str | None = None) -> list[str]:

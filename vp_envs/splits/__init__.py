@@ -23,7 +23,6 @@ from typing import Any
 
 import yaml
 
-from vp_envs.factors import FACTORS
 
 SUITES = ("metaworld", "robosuite")
 
@@ -67,6 +66,8 @@ class Split:
     @property
     def perceptual(self) -> bool:
         """True when every factor of every level only changes pixels."""
+        from vp_envs.factors import FACTORS
+
         return all(FACTORS[f].perceptual for lvl in self.levels for f in lvl)
 
 
@@ -100,6 +101,8 @@ def _parse(raw: dict[str, Any], source: str) -> SuiteSplits:
         suite = raw["suite"]
         version = int(raw["version"])
         held_out = tuple(raw.get("held_out_tasks", {}).get("tasks", ()))
+        from vp_envs.factors import FACTORS  # here, not at the top: it imports MuJoCo (see vp_envs/__init__)
+
         splits = {}
         for name, body in raw["splits"].items():
             tasks = body.get("tasks")
