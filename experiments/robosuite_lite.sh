@@ -12,11 +12,11 @@ splits=${2:-}
 data=data/robosuite-lite-train
 source "$(dirname "$0")/recipes.sh"
 set_recipe "$method"
+set_camera "$method" agentview
 if [ ! -f $data/manifest.json ]; then
   vp-data --suite robosuite --tasks Lift Stack --episodes 25 --out $data --cameras agentview --max-steps 250
 fi
-vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/rs-$method "${recipe[@]}" \
-  policy.config.camera=agentview
+vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/rs-$method "${recipe[@]}" "${camera[@]}"
 vp-eval policy=runs/train/rs-$method/checkpoints/last protocol=robosuite-lite \
   run_dir=results/runs/robosuite-lite/$method ${splits:+"splits=$splits"}
 vp-leaderboard

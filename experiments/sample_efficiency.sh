@@ -21,7 +21,7 @@ case $protocol in
   metaworld-lite) data=${DATA:-data/metaworld-lite-train}; train_dir=runs/train/se; camera=() ;;
   # as in experiments/robosuite_lite.sh, which records these demonstrations
   robosuite-lite) data=${DATA:-data/robosuite-lite-train}; train_dir=runs/train/se-$protocol
-                  camera=(policy.config.camera=agentview) ;;
+                  set_camera "$method" agentview ;;
   *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, robosuite-lite" >&2; exit 2 ;;
 esac
 if [ ! -f $data/manifest.json ]; then

@@ -30,3 +30,29 @@ def test_unknown_protocol_lists_the_known_ones():
 def test_missing_dataset_is_named(tmp_path):
     out = run("sample_efficiency.sh", "bc", "5:0", DATA=str(tmp_path / "absent"))
     assert out.returncode == 2 and f"no dataset at {tmp_path / 'absent'}" in out.stderr
+
+
+def recipe_overrides(method: str, camera: str | None) -> list[str]:
+    """The vp-train overrides a sweep passes for ``method`` (and ``camera``, as on robosuite-lite)."""
+    snippet = 'source experiments/recipes.sh; set_recipe "$0"; camera=(); [ -z "$1" ] || set_camera "$0" "$1"; ' \
+              'printf "%s\\0" "${recipe[@]}" ${camera[@]+"${camera[@]}"}'
+    out = subprocess.run(["bash", "-c", snippet, method, camera or ""], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return [a for a in out.stdout.split("\0") if a]
+
+
+@pytest.mark.parametrize("camera", [None, "agentview"])
+@pytest.mark.parametrize("method", ["bc", "diffusion", "video_policy"])
+def test_every_recipe_builds_its_policy_config(method, camera):
+    # Each sweep's arguments must make a valid config: robosuite's camera once failed Video Policy's check
+    # that `cameras` starts with `camera`, after the demonstrations were recorded.
+    from hydra import compose, initialize
+    from omegaconf import OmegaConf
+
+    import vp_agent.train  # noqa: F401 - registers the configs
+    from vp_agent.policies.registry import POLICIES
+
+    with initialize(version_base=None):
+        cfg = compose("train", overrides=[f"policy={method}", *recipe_overrides(method, camera)])
+    config = POLICIES[method].config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
+    assert config.camera == (camera or "corner2")

@@ -101,7 +101,8 @@ class VideoPolicyConfig:
     def __post_init__(self):
         self.cameras = tuple(self.cameras) or (self.camera,)
         if self.cameras[0] != self.camera:
-            raise ValueError(f"cameras must start with camera={self.camera!r}; got {list(self.cameras)}")
+            raise ValueError(f"cameras must start with camera={self.camera!r}; got {list(self.cameras)} (to train on "
+                             f"one camera, set both: policy.config.camera=X 'policy.config.cameras=[X]')")
         if self.n_obs != 1:
             raise ValueError(f"Video Policy conditions on the current frame only: n_obs must be 1, got {self.n_obs}")
         if self.horizon % self.frame_stride:
