@@ -304,7 +304,7 @@ def video_vs_success(rows: pd.DataFrame, out: Path) -> str:
     over all splits with each episode's PSNR taken relative to the mean of its (split, task) cell (a shift
     such as ``camera`` lowers every episode's PSNR, and successes come mostly from the easy tasks, so pooling
     raw values mixes "which split / task" with "which episode").
-    Markdown table + ``<protocol>_<policy>_video_vs_success.png``."""
+    Markdown table + ``<protocol>_video_vs_success.png``, one panel per run."""
     if "video_psnr" not in rows or rows["video_psnr"].notna().sum() == 0:
         return ""
     import matplotlib
@@ -332,31 +332,41 @@ def video_vs_success(rows: pd.DataFrame, out: Path) -> str:
         return (f"| {proto} | {name} | {split} | {len(g)} | {fmt(ok)} | {fmt(bad)} | "
                 + ("" if np.isnan(corr) else f"{corr:+.2f}") + " |")
 
-    for (proto, policy, ckpt), g in scored.groupby(["protocol", "policy", "checkpoint_hash"], sort=True):
-        name = f"`{policy}` ({ckpt[:8]})"
-        g = g.assign(centred=g["video_psnr"] - g.groupby(["split", "task"])["video_psnr"].transform("mean"))
-        splits = sorted(set(g["split"]), key=_split_sort)
-        for split in splits:
-            lines.append(line(proto, name, split, g[g["split"] == split]))
-        if len(splits) > 1:
-            lines.append(line(proto, name, "all", g))
-            lines.append(line(proto, name, "all, cell-centred", g, "centred"))
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for proto, runs in scored.groupby("protocol", sort=True):
+        groups = list(runs.groupby(["policy", "checkpoint_hash"], sort=True))
+        cols = min(2, len(groups))
+        rows_n = -(-len(groups) // cols)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols + 1.2, 2.4 * rows_n + 0.4), squeeze=False,
+                                 sharex=True)
         rng = np.random.default_rng(0)
-        for split in splits:
-            part = g[g["split"] == split]
-            ax.scatter(part["video_psnr"], part["ok"].astype(float) + rng.uniform(-0.15, 0.15, len(part)), s=10,
-                       alpha=0.6, label=split)
-        ax.set_yticks([0, 1], ["failure", "success"])
-        ax.set_xlabel("generated vs executed video, PSNR (dB)")
-        ax.set_title(f"{proto}: {Path(str(policy)).parts[-3] if len(Path(str(policy)).parts) >= 3 else policy}",
-                     fontsize=9)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        slug = "".join(ch if ch.isalnum() else "_" for ch in f"{proto}_{policy}")[:80]
-        atomic_write_bytes(out / f"{slug}_video_vs_success.png", lambda tmp: fig.savefig(tmp, dpi=120))
+        for ax, ((policy, ckpt), g) in zip(axes.flat, groups):
+            name = f"`{policy}` ({ckpt[:8]})"
+            g = g.assign(centred=g["video_psnr"] - g.groupby(["split", "task"])["video_psnr"].transform("mean"))
+            splits = sorted(set(g["split"]), key=_split_sort)
+            for split in splits:
+                lines.append(line(proto, name, split, g[g["split"] == split]))
+            if len(splits) > 1:
+                lines.append(line(proto, name, "all", g))
+                lines.append(line(proto, name, "all, cell-centred", g, "centred"))
+            for split in splits:
+                part = g[g["split"] == split]
+                ax.scatter(part["video_psnr"], part["ok"].astype(float) + rng.uniform(-0.15, 0.15, len(part)),
+                           s=8, alpha=0.6, label=split, color=f"C{_split_sort(split)[0] % 10}")
+            ax.set_yticks([0, 1], ["failure", "success"])
+            parts = Path(str(policy)).parts
+            ax.set_title(parts[-3] if len(parts) >= 3 else str(policy), fontsize=8)
+        for ax in axes.flat[len(groups):]:
+            ax.axis("off")
+        for ax in axes[-1]:
+            ax.set_xlabel("generated vs executed video, PSNR (dB)", fontsize=8)
+        handles = {h.get_label(): h for ax in axes.flat for h in ax.collections}
+        order = sorted(handles, key=_split_sort)
+        fig.legend([handles[k] for k in order], order, fontsize=7, loc="center right")
+        fig.suptitle(f"{proto}: generated video against success, one panel per run", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 1))
+        atomic_write_bytes(out / f"{proto}_video_vs_success.png", lambda tmp: fig.savefig(tmp, dpi=110))
         plt.close(fig)
-        lines.append(f"| | ![{slug}]({slug}_video_vs_success.png) | | | | | |")
+        lines.append(f"| | ![{proto}]({proto}_video_vs_success.png) | | | | | |")
     return "\n".join(lines) + "\n"
 
 

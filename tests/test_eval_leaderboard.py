@@ -101,7 +101,7 @@ def test_partial_runs_and_video_scores_are_shown_apart(tmp_path):
     assert "# Partial runs" in md and "| `gamma` (gamma-ha) | 50 [15, 85] | **50** |" in md
     corr = np.corrcoef([20, 18, 12, 14], [1, 1, 0, 0])[0, 1]
     assert f"| toy | `gamma` (gamma-ha) | test | 4 | 19.0 (n=2) | 13.0 (n=2) | {corr:+.2f} |" in md
-    assert list(results.glob("*_video_vs_success.png"))
+    assert [p.name for p in results.glob("*_video_vs_success.png")] == ["toy_video_vs_success.png"]  # per protocol
 
 
 def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
