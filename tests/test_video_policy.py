@@ -269,3 +269,15 @@ def test_gpu_preset_is_selectable_from_vp_train():
         cfg = compose(config_name="train", overrides=["policy=video_policy_gpu", "data=[d]"])
     assert cfg.policy.name == "video_policy"  # the class it builds
     assert (cfg.policy.config.image_size, cfg.policy.config.horizon, cfg.policy.config.guidance) == (256, 32, 2.0)
+
+
+def test_training_twice_with_one_seed_gives_identical_weights(data, tmp_path, monkeypatch):
+    """A leaderboard row names its recipe and seed: rerunning them must give the same checkpoint (on one machine)."""
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path / "textcache"))
+    weights = []
+    for run in ("a", "b"):
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+            "policy": {"name": "video_policy", "config": TINY}, "data": [str(data[0])],
+            "out_dir": str(tmp_path / run), "seed": 3, "threads": 1})
+        weights.append((train(cfg) / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
