@@ -233,7 +233,7 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
 
 def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     """``test`` success against demonstrations per task, for every (method, recipe) trained at two or more
-    budgets: a table (pooled over seeds and episodes, 95% Wilson; each seed's rate beside it),
+    budgets: a table (pooled over runs and episodes, 95% Wilson; each run's rate and seed beside it),
     ``sample_efficiency.csv`` and ``<protocol>_sample_efficiency.png``."""
     runs = training_runs(rows)
     if runs.empty:
@@ -253,21 +253,25 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     for key, g in runs.groupby(["protocol", "method", "recipe_hash", "episodes_per_task"], sort=True):
         n, k = int(g["episodes"].sum()), int(g["successes"].sum())
         lo, hi = wilson_interval(k, n)
-        per_seed = g.sort_values("seed").apply(lambda r: r["successes"] / r["episodes"], axis=1)
+        g = g.sort_values(["seed", "source"])
+        per_run = g["successes"] / g["episodes"]
+        # two trainings of one recipe and seed (a retrain) are two runs, not two seeds: say which seed each was
         cells.append({**dict(zip(["protocol", "method", "recipe_hash", "episodes_per_task"], key)),
-                      "seeds": len(g), "episodes": n, "successes": k, "success_rate": k / n, "ci95_low": lo,
-                      "ci95_high": hi, "seed_rates": " ".join(f"{100 * r:.0f}" for r in per_seed),
-                      "seed_std": float(np.std(per_seed, ddof=1)) if len(g) > 1 else float("nan")})
+                      "runs": len(g), "seeds": g["seed"].nunique(), "episodes": n, "successes": k,
+                      "success_rate": k / n, "ci95_low": lo, "ci95_high": hi,
+                      "seed_rates": " ".join(f"s{s}:{100 * r:.0f}" for s, r in zip(g["seed"], per_run)),
+                      "seed_std": float(np.std(per_run, ddof=1)) if len(g) > 1 else float("nan")})
     table = pd.DataFrame(cells)
     atomic_write_bytes(out / "sample_efficiency.csv",
                        lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     lines = ["", "# Sample efficiency", "",
              "`test` success (%) against demonstrations per task, for each method trained at several budgets with",
              "one recipe (`vp-train ... episodes_per_task=N seed=S`, the first N demos of each task). Pooled over",
-             "seeds and episodes with its 95% Wilson interval; each seed's own rate in the last column.", ""]
+             "training runs and episodes with its 95% Wilson interval; each run's own rate, after its seed",
+             "(`s<seed>:<%>`), in the last column. Two runs with one seed are two trainings of one recipe and seed.", ""]
     for proto, p in table.groupby("protocol", sort=True):
         lines += [f"![sample efficiency]({proto}_sample_efficiency.png)", "",
-                  "| protocol | method (recipe) | demos per task | seeds | episodes | success | per seed |",
+                  "| protocol | method (recipe) | demos per task | runs | episodes | success | per run |",
                   "|---|---|---|---|---|---|---|"]
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
         groups = list(p.groupby(["method", "recipe_hash"], sort=True))
@@ -275,7 +279,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
             q = q.sort_values("episodes_per_task")
             label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
             for r in q.itertuples():
-                lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.seeds} | {r.episodes} | "
+                lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.runs} | {r.episodes} | "
                              f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.seed_rates} |")
             x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
@@ -289,7 +293,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         ax.set_xlabel("demonstrations per task")
         ax.set_ylabel("test success (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"{proto}: sample efficiency (95% Wilson, pooled seeds)", fontsize=9)
+        ax.set_title(f"{proto}: sample efficiency (95% Wilson, pooled runs)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         atomic_write_bytes(out / f"{proto}_sample_efficiency.png", lambda tmp: fig.savefig(tmp, dpi=120))

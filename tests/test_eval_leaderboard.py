@@ -125,6 +125,7 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
 
     run("bc5s0", {"test": [1, 0, 0, 0]}, n=5, seed=0)
     run("bc5s1", {"test": [1, 1, 0, 0]}, n=5, seed=1)
+    run("bc5s0-retrained", {"test": [0, 0, 0, 0]}, n=5, seed=0)
     run("bc25", {"test": [1, 1, 1, 0], "camera": [1, 0, 0, 0]}, n=25)
     run("other", {"test": [1, 1, 1, 1]}, n=5, recipe="r2")           # one budget only: no line
     run("vpaf", {"test": [1, 1, 1, 1]}, method="video_policy", n=10, action_free=["data/v"])
@@ -133,13 +134,13 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
 
     se = pd.read_csv(results / "sample_efficiency.csv").set_index("episodes_per_task")
     assert set(pd.read_csv(results / "sample_efficiency.csv")["method"]) == {"bc"}
-    assert (se.loc[5, "seeds"], se.loc[5, "episodes"], se.loc[5, "successes"]) == (2, 8, 3)
-    assert se.loc[5, "seed_rates"] == "25 50"
+    assert (se.loc[5, "runs"], se.loc[5, "seeds"], se.loc[5, "episodes"], se.loc[5, "successes"]) == (3, 2, 12, 3)
+    assert se.loc[5, "seed_rates"] == "s0:0 s0:25 s1:50"  # a retrain with seed 0 is a second run, not a seed
     assert (se.loc[25, "episodes"], se.loc[25, "successes"]) == (4, 3)  # test episodes only
-    lo, hi = wilson_interval(3, 8)
+    lo, hi = wilson_interval(3, 12)
     assert (se.loc[5, "ci95_low"], se.loc[5, "ci95_high"]) == pytest.approx((lo, hi), abs=1e-4)
     md = (results / "LEADERBOARD.md").read_text()
-    assert "# Sample efficiency" in md and "| toy | BC (r1) | 5 | 2 | 8 | 38 [14, 69] | 25 50 |" in md
+    assert "# Sample efficiency" in md and "| toy | BC (r1) | 5 | 3 | 12 | 25 [9, 53] | s0:0 s0:25 s1:50 |" in md
     assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
     assert (results / "toy_drop.png").stat().st_size > 1000
     assert not list(results.glob(".*tmp*"))
