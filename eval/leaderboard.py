@@ -259,8 +259,8 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         cells.append({**dict(zip(["protocol", "method", "recipe_hash", "episodes_per_task"], key)),
                       "runs": len(g), "seeds": g["seed"].nunique(), "episodes": n, "successes": k,
                       "success_rate": k / n, "ci95_low": lo, "ci95_high": hi,
-                      "seed_rates": " ".join(f"s{s}:{100 * r:.0f}" for s, r in zip(g["seed"], per_run)),
-                      "seed_std": float(np.std(per_run, ddof=1)) if len(g) > 1 else float("nan")})
+                      "run_rates": " ".join(f"s{s}:{100 * r:.0f}" for s, r in zip(g["seed"], per_run)),
+                      "run_std": float(np.std(per_run, ddof=1)) if len(g) > 1 else float("nan")})
     table = pd.DataFrame(cells)
     atomic_write_bytes(out / "sample_efficiency.csv",
                        lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
@@ -280,7 +280,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
             label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
             for r in q.itertuples():
                 lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.runs} | {r.episodes} | "
-                             f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.seed_rates} |")
+                             f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.run_rates} |")
             x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
                                 0, None)

@@ -135,7 +135,7 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     se = pd.read_csv(results / "sample_efficiency.csv").set_index("episodes_per_task")
     assert set(pd.read_csv(results / "sample_efficiency.csv")["method"]) == {"bc"}
     assert (se.loc[5, "runs"], se.loc[5, "seeds"], se.loc[5, "episodes"], se.loc[5, "successes"]) == (3, 2, 12, 3)
-    assert se.loc[5, "seed_rates"] == "s0:0 s0:25 s1:50"  # a retrain with seed 0 is a second run, not a seed
+    assert se.loc[5, "run_rates"] == "s0:0 s0:25 s1:50"  # a retrain with seed 0 is a second run, not a seed
     assert (se.loc[25, "episodes"], se.loc[25, "successes"]) == (4, 3)  # test episodes only
     lo, hi = wilson_interval(3, 12)
     assert (se.loc[5, "ci95_low"], se.loc[5, "ci95_high"]) == pytest.approx((lo, hi), abs=1e-4)
