@@ -186,7 +186,7 @@ class MetaWorldEnv(gym.Env):
         self._full_obs = self._reset_sim(self._seed)
         self._steps = 0
         if self._renderer is not None:
-            self._renderer.reset_visuals()
+            self._renderer.reset_visuals(self._sim.model)
             scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
                                          TABLE_REGION, self._avoid_points())
             apply_factors(scene, self.factors, self._seed)

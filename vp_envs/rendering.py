@@ -6,7 +6,11 @@ software EGL, against about 12 ms with both off. Policies at 64-128 px gain noth
 are off by default and can be turned back on through :class:`RenderOptions`.
 
 The renderer keeps its own copy of the model, so the perceptual factors of a split (camera pose, lights,
-colours) edit what is drawn without any path to the physics. Cameras whose up-vector points down in the
+colours) edit what is drawn without any path to the physics. Simulators also edit their model at reset
+(Meta-World places drawers, doors, buttons and goal markers by writing ``model.body_pos`` /
+``model.site_pos``; robosuite's Door moves its frame), so at every reset :meth:`SceneRenderer.reset_visuals`
+copies every model array the simulation may edit from the simulation's model before the split's factors
+are applied: the frame shows where the episode put things, and the factors still never reach the physics. Cameras whose up-vector points down in the
 world (Meta-World's corner cameras) are rolled 180 degrees about their optical axis, so every image is
 upright without a flip in the hot path.
 """
@@ -26,11 +30,36 @@ import numpy as np  # noqa: E402
 
 from vp_envs.factors import VisualScene  # noqa: E402
 
-# Model arrays that perceptual factors may edit; restored before every episode.
+# Model arrays that perceptual factors may edit; restored from the simulation's model before every episode.
 _EDITABLE = (
     "cam_pos", "cam_quat", "cam_fovy", "light_pos", "light_dir", "light_diffuse", "light_ambient",
     "light_specular", "geom_rgba", "geom_matid", "mat_rgba",
 )
+# Compiled assets the render copy owns and never takes from the simulation: mesh and texture data (the
+# renderer may simplify meshes, factors repaint textures; both are uploaded to the GL context once) and the
+# collision structures built from them. Copying them every reset would cost about 2 ms for nothing: a
+# simulator that edited them at reset would also need a re-upload. tests/test_render_sync.py checks that no
+# task of either suite edits them.
+RENDER_OWNED_PREFIXES = ("mesh_", "tex_", "bvh_", "oct_", "flex_", "skin_", "hfield_")
+
+
+def synced_fields(model: mujoco.MjModel) -> tuple[str, ...]:
+    """Names of the model arrays a render copy takes from the simulation's model at every reset.
+
+    Every array of ``MjModel`` (positions, orientations and sizes of bodies, geoms, sites, cameras, lights;
+    colours; and the rest) except the compiled assets named by :data:`RENDER_OWNED_PREFIXES`.
+    """
+    names = []
+    for name in dir(model):
+        if name.startswith("_") or name.startswith(RENDER_OWNED_PREFIXES):
+            continue
+        try:
+            value = getattr(model, name)
+        except Exception:  # noqa: BLE001 - properties that are not arrays may refuse on some builds
+            continue
+        if isinstance(value, np.ndarray):
+            names.append(name)
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,9 @@ class RenderOptions:
             raise ValueError(f"msaa_samples must be one of 0, 2, 4, 8, 16; got {self.msaa_samples!r}")
 
 
+_ROLL = np.array([0.0, 0.0, 0.0, 1.0])  # 180 degrees about a camera's own z (optical) axis
+
+
 def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> None:
     """Roll world-fixed cameras whose image 'up' points below the horizon by 180 degrees (in place).
 
@@ -61,7 +93,7 @@ def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> None:
     robot's pose, not on a mounting mistake.
     """
     mujoco.mj_forward(model, data)
-    roll = np.array([0.0, 0.0, 0.0, 1.0])  # 180 degrees about the camera's own z (optical) axis
+    roll = _ROLL
     for i in range(model.ncam):
         if model.cam_bodyid[i] != 0:
             continue
@@ -140,8 +172,10 @@ class SceneRenderer:
         # Cameras and lights are posed from MjData (cam_xpos, light_xpos), not from the model, so the
         # renderer keeps its own data: each frame copies the configuration and re-runs kinematics.
         self._data = mujoco.MjData(self.model)
+        self._synced = synced_fields(self.model)
+        before = self.model.cam_quat.copy()
         upright_cameras(self.model, self._data)
-        self._pristine = {k: getattr(self.model, k).copy() for k in _EDITABLE}
+        self._rolled = np.flatnonzero(np.any(self.model.cam_quat != before, axis=1))
         self._headlight = (np.array(self.model.vis.headlight.diffuse), np.array(self.model.vis.headlight.ambient))
         self.width, self.height, self.options = width, height, options
         # The GL context is made on first use, not here: a process that only builds envs (as
@@ -173,10 +207,21 @@ class SceneRenderer:
             flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = self.options.skybox
         return self._renderer
 
-    def reset_visuals(self) -> None:
-        """Undo every perceptual factor: back to the model as loaded."""
-        for key, value in self._pristine.items():
-            getattr(self.model, key)[:] = value
+    def reset_visuals(self, model: mujoco.MjModel) -> None:
+        """Start an episode's visuals from the simulation's ``model`` as it is now, with no perceptual factor.
+
+        Call after the simulation's reset, before the split's factors are applied: every array of
+        :func:`synced_fields` is copied from ``model`` (so bodies, sites and goal markers the task placed at
+        reset are drawn where the physics has them), then the upright roll of the world-fixed cameras is
+        applied again and the headlight and any repainted texture are restored.
+        """
+        dst = self.model
+        for key in self._synced:
+            np.copyto(getattr(dst, key), getattr(model, key))
+        for i in self._rolled:
+            out = np.zeros(4)
+            mujoco.mju_mulQuat(out, dst.cam_quat[i], _ROLL)
+            dst.cam_quat[i] = out
         self.model.vis.headlight.diffuse[:] = self._headlight[0]
         self.model.vis.headlight.ambient[:] = self._headlight[1]
         self._extra = []
@@ -184,12 +229,6 @@ class SceneRenderer:
             self.model.tex_data[:] = self._pristine_tex
             self._upload_textures(self._edited_textures)
             self._edited_textures = set()
-
-    def sync_bodies(self, model: mujoco.MjModel) -> None:
-        """Copy body poses from the simulation's model: some tasks place fixed bodies by editing the
-        model at reset (robosuite's Door), which kinematics on the render copy would otherwise miss."""
-        self.model.body_pos[:] = model.body_pos
-        self.model.body_quat[:] = model.body_quat
 
     def commit(self, scene: VisualScene) -> None:
         """Make the factors applied to ``scene`` visible: render-only geoms and edited textures."""

@@ -322,8 +322,7 @@ class RobosuiteEnv(gym.Env):
         self._sim_obs = self._reset_sim(self._seed)
         self._steps = 0
         if self._renderer is not None:
-            self._renderer.sync_bodies(self._model)
-            self._renderer.reset_visuals()
+            self._renderer.reset_visuals(self._model)
             scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
                                          self._table_region, self._avoid_points())
             apply_factors(scene, self.factors, self._seed)

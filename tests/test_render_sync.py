@@ -1,0 +1,246 @@
+"""Observations follow the simulator: what the frame shows is where the episode put things.
+
+Until render version 2, 33 Meta-World tasks placed their objects and goal markers at reset by editing the
+model (``model.body("door").pos = ...``) while the renderer drew its own copy of the model, so the frames
+showed every door, drawer and button at the model file's place and two different episodes could give
+byte-identical first frames. Nothing failed: training and evaluation saw the same wrong picture. These
+tests, over every task of both suites, would have caught it:
+
+- the render copy holds the simulation's model arrays after every reset (all of them but the compiled
+  assets the renderer owns, which no task edits);
+- first frames of two episodes whose task object stands in different places differ;
+- each object geom the renderer draws sits, in the image, where the simulator's pose of it projects
+  (MuJoCo's segmentation rendering of that geom alone; its centroid against the pinhole projection of
+  ``data.geom_xpos``), within about a pixel at 128 px.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import mujoco
+import numpy as np
+import pytest
+
+import vp_envs
+from vp_envs.rendering import RENDER_OWNED_PREFIXES, SceneRenderer
+
+from conftest import frame
+
+MW_TASKS = vp_envs.list_envs("metaworld")
+RS_TASKS = vp_envs.list_envs("robosuite")
+ALL_TASKS = MW_TASKS + RS_TASKS
+# Meta-World tasks whose object has a single start position: only their goal moves between episodes (and
+# the goal marker of these two is sub-pixel at 64 px, so their first frames may be equal).
+FIXED_OBJECT = {"vp/metaworld-plate-slide-side-v3", "vp/metaworld-plate-slide-back-v3"}
+PROBE_PX = 256  # rendered at 256 px, errors reported at 128 px
+TOLERANCE_PX_AT_128 = 1.0
+
+
+def _sim(env) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    env = env.unwrapped
+    if hasattr(env, "_sim") and hasattr(env._sim, "model") and isinstance(env._sim.model, mujoco.MjModel):
+        return env._sim.model, env._sim.data  # Meta-World
+    return env._model, env._data  # robosuite
+
+
+def _object_position(env, info) -> np.ndarray:
+    """The task object's position from the privileged state (Meta-World: obs[4:7]; robosuite: the first
+    object's position in ``object-state``)."""
+    state = info["privileged_state"]
+    if env.unwrapped.suite == "metaworld":
+        return np.asarray(state[4:7])
+    return np.asarray(state[vp_envs.robosuite_env.PROPRIO_DIM:][:3])
+
+
+def _arrays(model: mujoco.MjModel, prefixes=None) -> dict[str, np.ndarray]:
+    out = {}
+    for name in dir(model):
+        if name.startswith("_"):
+            continue
+        if prefixes is not None and not name.startswith(prefixes):
+            continue
+        value = getattr(model, name, None)
+        if isinstance(value, np.ndarray):
+            out[name] = value.copy()
+    return out
+
+
+@pytest.mark.parametrize("env_id", ALL_TASKS)
+def test_render_copy_holds_the_simulation_model_after_every_reset(make_env, env_id):
+    env = make_env(env_id, split="test")
+    model, data = _sim(env)
+    renderer: SceneRenderer = env.unwrapped._renderer
+    owned_at_load = _arrays(model, RENDER_OWNED_PREFIXES)
+    for episode in range(3):
+        env.reset(options={"episode": episode})
+        for _ in range(2):
+            env.step(env.action_space.sample() * 0)
+        rolled = set(int(i) for i in renderer._rolled)
+        for name in renderer._synced:
+            mine, theirs = getattr(renderer.model, name), getattr(model, name)
+            if name == "cam_quat" and rolled:
+                keep = [i for i in range(model.ncam) if i not in rolled]
+                mine, theirs = mine[keep], theirs[keep]
+            np.testing.assert_array_equal(mine, theirs, err_msg=f"{env_id}: render copy's {name} differs "
+                                                                f"from the simulation's after episode {episode}")
+        # The arrays the renderer does not take from the simulation: no task may edit them.
+        for name, before in owned_at_load.items():
+            np.testing.assert_array_equal(getattr(model, name), before, err_msg=f"{env_id} edited {name}")
+
+
+@pytest.mark.parametrize("env_id", ALL_TASKS)
+def test_first_frames_differ_when_the_object_does(make_env, env_id):
+    env = make_env(env_id, split="test", width=64, height=64)
+    first_obs, first_info = env.reset(options={"episode": 0})
+    first_pos = _object_position(env, first_info)
+    for episode in range(1, 6):
+        obs, info = env.reset(options={"episode": episode})
+        moved = np.linalg.norm(_object_position(env, info) - first_pos)
+        if moved > 0.01:
+            assert env_id not in FIXED_OBJECT
+            assert not np.array_equal(frame(obs), frame(first_obs)), (
+                f"{env_id}: the object moved {100 * moved:.1f} cm between episodes 0 and {episode} but the "
+                "first frames are identical")
+            return
+    assert env_id in FIXED_OBJECT, f"{env_id}: the object never moved over 6 test episodes"
+
+
+def _project(cam_pos, cam_mat, fovy_deg, points, size) -> np.ndarray:
+    """Pixel (column, row) of world points (N, 3) in a MuJoCo camera image of ``size`` x ``size``."""
+    local = (np.asarray(points) - cam_pos) @ cam_mat  # camera frame: x right, y up, looking along -z
+    f = 0.5 * size / np.tan(np.deg2rad(fovy_deg) / 2)
+    depth = -local[:, 2]
+    return np.stack([size / 2 + f * local[:, 0] / depth, size / 2 - f * local[:, 1] / depth], axis=1)
+
+
+def _hull_centroid(points: np.ndarray) -> np.ndarray:
+    """Area centroid of the convex hull of 2-D points."""
+    from scipy.spatial import ConvexHull
+
+    poly = points[ConvexHull(points).vertices]
+    x, y = poly[:, 0], poly[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = cross.sum() / 2
+    return np.array([((x + xn) * cross).sum(), ((y + yn) * cross).sum()]) / (6 * area)
+
+
+def _unit_sphere(n: int = 400) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    phi, theta = np.arccos(1 - 2 * i / n), np.pi * (1 + 5 ** 0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
+
+
+def _surface(model: mujoco.MjModel, kind: str, i: int, size: np.ndarray) -> np.ndarray | None:
+    """Points (local frame) whose convex hull is the geom's or site's convex hull; None for planes etc."""
+    gtype = int(model.geom_type[i] if kind == "geom" else model.site_type[i])
+    T = mujoco.mjtGeom
+    if gtype == T.mjGEOM_SPHERE:
+        return size[0] * _unit_sphere()
+    if gtype == T.mjGEOM_ELLIPSOID:
+        return size[:3] * _unit_sphere()
+    if gtype == T.mjGEOM_CAPSULE:
+        ball = size[0] * _unit_sphere()
+        return np.concatenate([ball + [0, 0, size[1]], ball - [0, 0, size[1]]])
+    if gtype == T.mjGEOM_CYLINDER:
+        a = np.linspace(0, 2 * np.pi, 96, endpoint=False)
+        ring = np.stack([size[0] * np.cos(a), size[0] * np.sin(a), np.zeros_like(a)], axis=1)
+        return np.concatenate([ring + [0, 0, size[1]], ring - [0, 0, size[1]]])
+    if gtype == T.mjGEOM_BOX:
+        return np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * size[:3]
+    if gtype == T.mjGEOM_MESH and kind == "geom":
+        mesh = int(model.geom_dataid[i])
+        start, count = int(model.mesh_vertadr[mesh]), int(model.mesh_vertnum[mesh])
+        return np.asarray(model.mesh_vert[start:start + count], dtype=np.float64)
+    return None
+
+
+def _probes(model: mujoco.MjModel, bodies: np.ndarray, limit: int = 8) -> list[tuple[str, int]]:
+    """What to measure: the largest drawable geom of each object body (up to ``limit`` bodies) and every
+    visible site outside the robot (goal markers)."""
+    chosen = []
+    for body in bodies[:limit]:
+        geoms = [g for g in range(model.ngeom) if model.geom_bodyid[g] == body
+                 and _surface(model, "geom", g, model.geom_size[g]) is not None]
+        if geoms:
+            chosen.append(("geom", max(geoms, key=lambda g: float(model.geom_rbound[g]))))
+    outside = set(int(b) for b in bodies) | {0}
+    chosen += [("site", s) for s in range(model.nsite) if model.site_bodyid[s] in outside
+               and model.site_rgba[s, 3] > 0 and model.site_group[s] <= 2
+               and _surface(model, "site", s, model.site_size[s]) is not None]
+    return chosen
+
+
+@pytest.mark.parametrize("env_id", ALL_TASKS)
+def test_objects_and_goals_are_drawn_where_the_simulator_puts_them(make_env, env_id):
+    """Segmentation of each probe (a geom or a goal site) alone, rendered from the render copy, against the
+    projection of the simulator's pose of it. Probes are drawn at least 1.5 cm across (a site is enlarged
+    about its centre) so that each covers enough pixels for its centroid to be measured."""
+    env = make_env(env_id, split="test")
+    model, data = _sim(env)
+    unwrapped = env.unwrapped
+    geom_type, site_type = int(mujoco.mjtObj.mjOBJ_GEOM), int(mujoco.mjtObj.mjOBJ_SITE)
+    checked, errors = 0, []
+    for episode in (0, 1):
+        env.reset(options={"episode": episode})
+        renderer: SceneRenderer = unwrapped._renderer
+        probe = copy.copy(renderer.model)  # the render copy as this episode's reset left it
+        probe.vis.global_.offwidth = probe.vis.global_.offheight = max(PROBE_PX, probe.vis.global_.offwidth)
+        probe_data = mujoco.MjData(probe)
+        probe_data.qpos[:] = data.qpos
+        probe_data.mocap_pos[:] = data.mocap_pos
+        probe_data.mocap_quat[:] = data.mocap_quat
+        mujoco.mj_kinematics(probe, probe_data)
+        mujoco.mj_camlight(probe, probe_data)
+        # The simulator's own poses: forward kinematics of its model (its data may still hold the previous
+        # episode's poses until the first step, as Meta-World edits the model after its last forward pass).
+        truth_data = mujoco.MjData(model)
+        truth_data.qpos[:] = data.qpos
+        truth_data.mocap_pos[:] = data.mocap_pos
+        truth_data.mocap_quat[:] = data.mocap_quat
+        mujoco.mj_kinematics(model, truth_data)
+        cam = renderer._cam_ids[0]
+        option = mujoco.MjvOption()
+        option.geomgroup[:] = 0
+        option.geomgroup[5] = 1
+        option.sitegroup[:] = 0
+        option.sitegroup[5] = 1
+        gl = mujoco.Renderer(probe, PROBE_PX, PROBE_PX)
+        gl.enable_segmentation_rendering()
+        groups = probe.geom_group.copy(), probe.site_group.copy()
+        try:
+            for kind, i in _probes(model, unwrapped._object_bodies):
+                probe.geom_group[:] = 0
+                probe.site_group[:] = 0
+                if kind == "geom":
+                    probe.geom_group[i] = 5
+                    probe.geom_rgba[i, 3] = 1.0
+                    size = model.geom_size[i]
+                    pos, mat = truth_data.geom_xpos[i], truth_data.geom_xmat[i].reshape(3, 3)
+                else:
+                    probe.site_group[i] = 5
+                    probe.site_size[i] = size = np.maximum(model.site_size[i], 0.0075)
+                    pos, mat = truth_data.site_xpos[i], truth_data.site_xmat[i].reshape(3, 3)
+                gl.update_scene(probe_data, camera=cam, scene_option=option)
+                seg = gl.render()
+                objtype = geom_type if kind == "geom" else site_type
+                rows, cols = np.nonzero((seg[..., 0] == i) & (seg[..., 1] == objtype))
+                if len(rows) < 12 or rows.min() == 0 or cols.min() == 0 or rows.max() == PROBE_PX - 1 \
+                        or cols.max() == PROBE_PX - 1:
+                    continue  # too small to measure, or cut by the image border
+                drawn = _hull_centroid(np.stack([cols + 0.5, rows + 0.5], axis=1).astype(np.float64))
+                world = pos + _surface(model, kind, i, size) @ mat.T
+                expected = _hull_centroid(_project(probe_data.cam_xpos[cam], probe_data.cam_xmat[cam].reshape(3, 3),
+                                                   probe.cam_fovy[cam], world, PROBE_PX))
+                err = float(np.linalg.norm(drawn - expected)) * 128 / PROBE_PX
+                checked += 1
+                if err > TOLERANCE_PX_AT_128:
+                    name = (model.geom(i) if kind == "geom" else model.site(i)).name or str(i)
+                    errors.append(f"{kind} {name} episode {episode}: drawn at {drawn.round(1)}, the simulator's "
+                                  f"pose projects to {expected.round(1)} ({err:.1f} px at 128 px)")
+        finally:
+            probe.geom_group[:], probe.site_group[:] = groups
+            gl.close()
+    assert checked, f"{env_id}: nothing could be measured"
+    assert not errors, f"{env_id}: " + "; ".join(errors)
