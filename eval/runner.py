@@ -48,6 +48,7 @@ import pandas as pd
 from eval.policies import Policy, load_policy_spec, policy_slug
 from eval.protocol import ACTION_DIM, EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
+import vp_envs
 from vp_envs.stats import psnr
 
 log = logging.getLogger("vp-eval")
@@ -55,7 +56,7 @@ log = logging.getLogger("vp-eval")
 KEY = ["task", "split", "level", "episode"]
 ROW_COLUMNS = ["policy", "checkpoint_hash", "protocol", "protocol_version", "protocol_sha256", "suite",
                "task", "split", "level", "episode", "seed", "success", "steps", "return", "error",
-               "vp_bench_version", "wall_time_s", "finished_at", "video_psnr"]
+               "vp_bench_version", "render_version", "wall_time_s", "finished_at", "video_psnr"]
 TIMING_COLUMNS = ["wall_time_s", "finished_at"]  # the only columns allowed to differ between reruns
 BACKENDS = ("local", "ray")
 VECTOR_MODES = ("async", "sync")
@@ -88,6 +89,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return pd.read_parquet(path).to_dict("records")
+
+
+def row_render_version(row: dict[str, Any]) -> int:
+    """The ``render_version`` of a row; rows written before the column existed are version 1."""
+    value = row.get("render_version")
+    return 1 if value is None or pd.isna(value) else int(value)
 
 
 def package_versions() -> dict[str, str]:
@@ -197,6 +204,11 @@ class Runner:
                 raise RunError(f"run_dir {str(self.run_dir)!r} holds rows with {field}={sorted(seen)!r}, but this "
                                f"run has {field}={want!r}; use another run_dir (a run dir is one protocol "
                                f"and one policy)")
+        versions = {row_render_version(r) for r in rows}
+        if versions and versions != {vp_envs.RENDER_VERSION}:
+            raise RunError(f"run_dir {str(self.run_dir)!r} holds rows rendered with render_version "
+                           f"{sorted(versions)!r}, but this package renders version {vp_envs.RENDER_VERSION} "
+                           f"(see vp_envs.RENDER_VERSION); its episodes would not be comparable: use a new run_dir")
         if self.retry_errors:
             rows = [r for r in rows if not r["error"]]
         return rows
@@ -225,7 +237,8 @@ class Runner:
             "task": ep.task, "split": ep.split, "level": int(ep.level), "episode": int(ep.index),
             "seed": int(info["seed"]), "success": bool(info["success"]) and not error,
             "steps": int(info["steps"]), "return": float(info["return"]), "error": error,
-            "vp_bench_version": self.version, "wall_time_s": round(wall, 4), "finished_at": now_iso(),
+            "vp_bench_version": self.version, "render_version": vp_envs.RENDER_VERSION,
+            "wall_time_s": round(wall, 4), "finished_at": now_iso(),
         }
 
     # --------------------------------------------------------------------------------- main loop

@@ -150,3 +150,19 @@ def test_robosuite_protocol_runs_the_expert_and_random_policy(tmp_path):
     with pytest.raises(Exception, match="state 'full' differs in size between robosuite tasks"):
         load_protocol(write_protocol(tmp_path, name="bad", suite="robosuite", tasks=["Lift"], splits=["test"],
                                      cameras=["agentview"], state="full"))
+
+
+def test_rows_carry_the_render_version_and_a_run_dir_of_older_rows_is_refused(tmp_path):
+    """Rows record vp_envs.RENDER_VERSION; resuming into a run dir whose rows were rendered by an older
+    version (a file written before the column existed) is refused: the episodes would not be comparable."""
+    import vp_envs
+
+    protocol = write_protocol(tmp_path)
+    rows = run(protocol, "expert", run_dir=tmp_path / "r", num_envs=1, vector="sync", progress=False,
+               videos_per_cell=0)
+    assert (rows["render_version"] == vp_envs.RENDER_VERSION).all()
+    old = rows.drop(columns=["render_version"]).iloc[:2]
+    (tmp_path / "old").mkdir()
+    old.to_parquet(tmp_path / "old" / "episodes.parquet")
+    with pytest.raises(RunError, match=r"render_version \[1\]"):
+        run(protocol, "expert", run_dir=tmp_path / "old", num_envs=1, vector="sync", progress=False)

@@ -29,8 +29,22 @@ from vp_envs.splits import episode_seed, list_splits, load_splits
 NAMESPACE = "vp"
 SUITES = ("metaworld", "robosuite")
 
+# What an observation's pixels show, versioned: bumped whenever a change to the envs or the renderer makes
+# the same (task, split, episode) render differently. Evaluation rows and dataset manifests carry it, so
+# results made before a change are told apart from results after it (the leaderboard never ranks them
+# together).
+#   1: until 2026-12: for 33 Meta-World tasks the frames drew the objects and goal markers a task places at
+#      reset by editing the model (doors, drawers, buttons, faucets, goal sites...) at the model file's
+#      default place, not where the episode put them. robosuite frames were right (Door, the only task that
+#      edits its model, was synced).
+#   2: the render copy takes every model array from the simulation at each reset
+#      (vp_envs.rendering.SceneRenderer.reset_visuals).
+RENDER_VERSION = 2
+# Rows and datasets of these suites made before RENDER_VERSION 2 carry the defect described above.
+RENDER_V1_DEFECT_SUITES = ("metaworld",)
+
 __all__ = ["make", "list_envs", "list_splits", "scripted_expert", "episode_seed", "load_splits",
-           "parse_env_id", "RenderOptions", "NAMESPACE"]
+           "parse_env_id", "RenderOptions", "NAMESPACE", "RENDER_VERSION"]
 
 
 def __getattr__(name: str):

@@ -28,7 +28,8 @@ from tqdm import tqdm
 import vp_envs
 from vp_envs.dataset import Episode, write_json_atomic, write_task_file
 
-GENERATOR_VERSION = 1
+# 2: recorded with RENDER_VERSION 2 (Meta-World frames show where each episode put its objects).
+GENERATOR_VERSION = 2
 log = logging.getLogger("vp-data")
 
 
@@ -97,7 +98,7 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
                          f"use another --out or delete it")
     splits = vp_envs.load_splits(suite)
     manifest.update(format="vp-bench-dataset", generator_version=GENERATOR_VERSION, settings=settings,
-                    settings_hash=key, split_file_version=splits.version,
+                    settings_hash=key, split_file_version=splits.version, render_version=vp_envs.RENDER_VERSION,
                     versions=_versions(), created=manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     manifest.setdefault("tasks", {})
 
