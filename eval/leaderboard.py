@@ -21,7 +21,16 @@ How the numbers are made (all from the rows, nothing else):
   ``test``, so its drop mixes task difficulty with novelty and is shown for reference;
 - rows are grouped by (protocol, protocol version, protocol sha256, policy, checkpoint hash): results of
   different protocol files or weights are never pooled. If the same episode key appears in two files of the
-  same group, the first file (sorted path) wins and a warning names both.
+  same group, the first file (sorted path) wins and a warning names both;
+- rows rendered before a fix that changed what the frames show (``render_version`` below
+  ``vp_envs.RENDER_VERSION`` for a suite in ``vp_envs.RENDER_V1_DEFECT_SUITES``; rows without the column are
+  version 1) stay visible but under their own protocol label, ``<protocol>.render-v1``, with a note saying
+  what the defect did: they are never ranked beside rows made after the fix;
+- ``same as test``: for each perceptual split (which starts episode i from the very state of ``test``
+  episode i), the share of episodes with the ``test`` episode's outcome and step count and a return within 1%
+  of it: 100% means the shift changed nothing the policy did, the mark of a policy that does not read the
+  image (a deterministic policy that ignores pixels gives exactly 100%; one that reads them barely gives
+  equal returns).
 """
 
 from __future__ import annotations
@@ -42,6 +51,15 @@ GROUP = ["protocol", "protocol_version", "protocol_sha256", "policy", "checkpoin
 KEY = ["task", "split", "level", "episode"]
 SPLIT_ORDER = ["train", "test", "camera", "lighting", "texture", "distractor", "position", "new_task"]
 REFERENCE_SPLIT = "test"
+PERCEPTUAL_SPLITS = ["camera", "lighting", "texture", "distractor"]  # same initial states as `test`
+SAME_RETURN_RTOL = 0.01  # "same" episode: same success and steps, return within 1%
+PRE_FIX_SUFFIX = ".render-v1"
+PRE_FIX_NOTE = (
+    "Rows made before render version 2: Meta-World frames drew the objects and goal markers that 33 tasks "
+    "place at reset by editing the model (doors, drawers, buttons, faucets, goal sites, among them the puck "
+    "goals of reach, push and pick-place) at the model file's default place, not where the episode put them, so "
+    "the images carried no object or goal position for those tasks (for button-press-topdown, two different "
+    "episodes gave the same first frame). Kept for the record; not comparable with rows made after the fix.")
 
 
 def load_rows(results: Path) -> pd.DataFrame:
@@ -53,7 +71,7 @@ def load_rows(results: Path) -> pd.DataFrame:
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=GROUP + KEY + ["success", "error", "source"])
-    rows = pd.concat(frames, ignore_index=True)
+    rows = label_pre_fix(pd.concat(frames, ignore_index=True))
     dup = rows.duplicated(GROUP + KEY, keep="first")
     if dup.any():
         for (_, row) in rows[dup].head(5).iterrows():
@@ -61,6 +79,61 @@ def load_rows(results: Path) -> pd.DataFrame:
                         tuple(row[k] for k in KEY), row["source"])
         rows = rows[~dup]
     return rows
+
+
+def label_pre_fix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Move rows rendered with the Meta-World defect (render version 1) to ``<protocol>.render-v1``."""
+    import vp_envs
+
+    rows = rows.copy()
+    version = rows["render_version"] if "render_version" in rows else pd.Series(float("nan"), index=rows.index)
+    rows["render_version"] = version.fillna(1).astype(int)
+    suite = rows["suite"] if "suite" in rows else pd.Series("", index=rows.index)
+    stale = suite.isin(vp_envs.RENDER_V1_DEFECT_SUITES) & (rows["render_version"] < 2)
+    rows.loc[stale, "protocol"] = rows.loc[stale, "protocol"] + PRE_FIX_SUFFIX
+    return rows
+
+
+def same_as_test(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (protocol, policy, checkpoint) and perceptual split: how many episodes repeat their ``test``
+    episode exactly (same success, steps and return; see the module docstring)."""
+    out = []
+    outcome = ["success", "steps", "return"]
+    for group, g in rows.groupby(GROUP, sort=True):
+        test = g[g["split"] == REFERENCE_SPLIT].set_index(["task", "episode"])[outcome]
+        if test.empty:
+            continue
+        for split in PERCEPTUAL_SPLITS:
+            shifted = g[g["split"] == split].set_index(["task", "episode"])[outcome]
+            both = shifted.join(test, rsuffix="_test", how="inner")
+            if both.empty:
+                continue
+            same = (both["success"].astype(bool) == both["success_test"].astype(bool)) \
+                & (both["steps"] == both["steps_test"]) \
+                & ((both["return"] - both["return_test"]).abs() <= SAME_RETURN_RTOL * both["return_test"].abs() + 1e-9)
+            out.append({**dict(zip(GROUP, group)), "split": split, "episodes": len(both),
+                        "same_as_test": int(same.sum())})
+    return pd.DataFrame(out)
+
+
+def same_as_test_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    lines = ["", "# Same as `test`", "",
+             "Share of each perceptual split's episodes (%) that repeat the `test` episode with the same index",
+             "(same outcome and steps, return within 1%): these splits start from `test`'s states and change",
+             "only the pixels, so 100% means the shift changed nothing the policy did. Generated from the rows.", ""]
+    for proto, p in table.groupby("protocol", sort=True):
+        lines += [f"## {proto}", "", "| policy | " + " | ".join(PERCEPTUAL_SPLITS) + " |",
+                  "|---|" + "---|" * len(PERCEPTUAL_SPLITS)]
+        for (policy, ckpt), q in p.groupby(["policy", "checkpoint_hash"], sort=True):
+            by = q.set_index("split")
+            name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
+            lines.append(f"| {name} | " + " | ".join(
+                f"{100 * by.loc[s].same_as_test / by.loc[s].episodes:.0f} ({int(by.loc[s].episodes)})"
+                if s in by.index else "-" for s in PERCEPTUAL_SPLITS) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def split_label(split: str, level: int, levels_seen: set[int]) -> str:
@@ -124,6 +197,7 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
         splits = sorted({s for s in p["split"] if s != "mean"}, key=_split_sort)
         shifts = [s for s in splits if s not in ("train", REFERENCE_SPLIT)]
         lines += [f"## {proto} (version {version}, sha256 {sha[:12]})", ""]
+        lines += [PRE_FIX_NOTE, ""] if proto.endswith(PRE_FIX_SUFFIX) else []
         lines += [f"![success per split]({proto}_success.png)", ""] if images else []
         lines += ["| policy | " + " | ".join(splits) + " | mean |", "|---|" + "---|" * (len(splits) + 1)]
         drops = ["", f"Drop from `test` (points) for {proto}:", "",
@@ -388,7 +462,7 @@ def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         info = dict(zip(GROUP, group))
         expected = int(rows[rows["protocol_sha256"] == info["protocol_sha256"]].groupby(GROUP).size().max())
         try:
-            proto = load_protocol(info["protocol"])
+            proto = load_protocol(info["protocol"].removesuffix(PRE_FIX_SUFFIX))
             if proto.sha256 == info["protocol_sha256"]:
                 expected = len(proto.episodes())
         except (ProtocolError, FileNotFoundError):
@@ -423,6 +497,7 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
                  + body)
     text += sample_efficiency(all_rows, out)
     text += video_vs_success(all_rows, out)
+    text += same_as_test_markdown(same_as_test(all_rows))
     atomic_write_bytes(out / "LEADERBOARD.md", lambda tmp: tmp.write_text(text))
     if not summary.empty:
         plot(summary, out)

@@ -13,7 +13,8 @@ from eval.runner import ROW_COLUMNS
 from vp_envs.stats import wilson_interval
 
 
-def fake_rows(policy: str, outcomes: dict[str, list[int]], errors: dict[str, int] | None = None) -> pd.DataFrame:
+def fake_rows(policy: str, outcomes: dict[str, list[int]], errors: dict[str, int] | None = None,
+              render_version: int | None = 2, suite: str = "metaworld") -> pd.DataFrame:
     """Rows for one policy: ``outcomes[split]`` lists 0/1 per episode; ``errors[split]`` marks that many of
     the successful ones as errored (an errored episode must count as a failure)."""
     rows = []
@@ -24,9 +25,10 @@ def fake_rows(policy: str, outcomes: dict[str, list[int]], errors: dict[str, int
             err = "RuntimeError: boom" if ok and n_err > 0 else ""
             n_err -= bool(err)
             rows.append(dict(policy=policy, checkpoint_hash=f"{policy}-hash", protocol="toy", protocol_version=1,
-                             protocol_sha256="ab" * 32, suite="metaworld", task=task, split=split,
+                             protocol_sha256="ab" * 32, suite=suite, task=task, split=split,
                              level=2 if split == "camera" else 1, episode=i, seed=i, success=bool(ok), steps=10,
-                             **{"return": 1.0}, error=err, vp_bench_version="0", wall_time_s=0.1,
+                             **{"return": 1.0}, error=err, vp_bench_version="0", render_version=render_version,
+                             wall_time_s=0.1,
                              finished_at="2026-01-01T00:00:00+00:00"))
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
@@ -147,3 +149,51 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     written_by_rename = {Path(dst).name for _, dst in renames}
     assert {"toy_sample_efficiency.png", "toy_drop.png", "toy_success.png",
             "sample_efficiency.csv", "LEADERBOARD.md"} <= written_by_rename, "PNGs and tables are atomic"
+
+
+def test_rows_from_before_the_render_fix_are_labelled_and_never_ranked_with_later_ones(tmp_path):
+    """Meta-World rows of render version 1 (or without the column) go under ``<protocol>.render-v1`` with the
+    defect's note; robosuite rows of version 1 were rendered right and stay where they are."""
+    results = tmp_path / "results"
+    for name, frame in {
+        "old": fake_rows("alpha", {"test": [1] * 10}, render_version=None),
+        "new": fake_rows("alpha", {"test": [0] * 10}),
+        "rs": fake_rows("gamma", {"test": [1] * 10}, render_version=1, suite="robosuite"),
+    }.items():
+        (results / name).mkdir(parents=True)
+        if name == "old":
+            frame = frame.drop(columns=["render_version"])  # written before the column existed
+        frame.to_parquet(results / name / "episodes.parquet")
+    build(results)
+    csv = pd.read_csv(results / "leaderboard.csv")
+    test = csv[csv["split"] == "test"].set_index(["protocol", "policy"])["success_rate"]
+    assert test[("toy.render-v1", "alpha")] == 1.0
+    assert test[("toy", "alpha")] == 0.0
+    assert test[("toy", "gamma")] == 1.0
+    md = (results / "LEADERBOARD.md").read_text()
+    def section(heading):
+        start = md.index(heading)
+        return md[start:md.find("\n## ", start + 1)]
+
+    assert "Rows made before render version 2" in section("## toy.render-v1 (")
+    assert "Rows made before render version 2" not in section("## toy (")
+
+
+def test_same_as_test_counts_episodes_a_shift_left_unchanged(tmp_path):
+    """A policy whose texture episodes repeat test's (same outcome, steps, return within 1%) scores 100%; one
+    whose returns move by more than 1% or whose outcome changes does not."""
+    from eval.leaderboard import same_as_test
+
+    blind = fake_rows("blind", {"test": [1, 0, 1, 0], "texture": [1, 0, 1, 0]})
+    reader = fake_rows("reader", {"test": [1, 0, 1, 0], "texture": [1, 1, 1, 0]})
+    reader.loc[(reader["split"] == "texture") & (reader["episode"] == 2), "return"] = 1.5
+    blind.loc[(blind["split"] == "texture") & (blind["episode"] == 3), "return"] = 1.005  # within 1%
+    table = same_as_test(pd.concat([blind, reader])).set_index("policy")
+    assert table.loc["blind", "same_as_test"] == 4 and table.loc["blind", "episodes"] == 4
+    assert table.loc["reader", "same_as_test"] == 2  # episode 1 changed outcome, episode 2 its return
+    (results := tmp_path / "results" / "r").mkdir(parents=True)
+    pd.concat([blind, reader]).to_parquet(results / "episodes.parquet")
+    build(tmp_path / "results")
+    md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "| `blind` (blind-ha) | - | - | 100 (4) | - |" in md
+    assert "| `reader` (reader-h) | - | - | 50 (4) | - |" in md
