@@ -191,3 +191,18 @@ def test_minilm_text_encoder_from_package(tmp_path, monkeypatch):
     assert list((tmp_path / "text" / "minilm").glob("*.npy"))  # cached on disk
     with pytest.raises(ValueError, match="unknown text encoder 'clip'; known: minilm, hashing"):
         make_text_encoder("clip")
+
+
+def test_offline_image_use_check_tells_a_blind_policy_from_one_that_reads_the_image(demos):
+    """``evaluate(..., image_use=True)``: noise in place of the image moves the actions of a policy that
+    reads it; a policy whose image features are zeroed is not moved at all (to the last bit)."""
+    from vp_agent.offline import evaluate
+
+    policy, _ = _policy(demos, "bc")
+    policy.eval()
+    seeing = evaluate(policy, [str(demos)], windows=6, image_use=True)["image_use"]
+    assert seeing["noise_image"] > 1e-4 and seeing["shuffled_state"] > 0
+    for p in policy.encoder.parameters():
+        torch.nn.init.zeros_(p)
+    blind = evaluate(policy, [str(demos)], windows=6, image_use=True)["image_use"]
+    assert blind["noise_image"] == 0.0

@@ -11,6 +11,11 @@ what the expert did and saw:
   (Video Policy), next to ``recon_psnr``, the autoencoder's reconstruction of those frames: the ceiling the
   generated video could reach.
 
+- with ``--image-use``: does the policy read the image? ``image_use.noise_image`` is the mean absolute change
+  of the executed actions when every input frame is replaced by uniform noise, ``image_use.shuffled_state``
+  the change when each window gets another window's state instead (same windows, same sampling noise). A
+  policy that acts from the state alone has ``noise_image`` near 0.
+
 It is cheap (no rendering, no rollouts), so it is the instrument for ablations of inference settings:
 
     python -m vp_agent.offline runs/train/vp-lite/checkpoints/last data/metaworld-lite-val \\
@@ -45,9 +50,11 @@ def _parse_value(text: str):
 
 
 @torch.no_grad()
-def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Path | None = None) -> dict:
+def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Path | None = None,
+             image_use: bool = False) -> dict:
     """Scores of ``policy`` on ``windows`` windows of the datasets ``data`` (see module docstring).
-    ``grid``: also write a PNG of the first 6 windows (Video Policy): current frame | real future | generated."""
+    ``grid``: also write a PNG of the first 6 windows (Video Policy): current frame | real future | generated.
+    ``image_use``: also measure how much the actions depend on the image and on the state."""
     from vp_agent.data import DemoDataset, VideoDataset
 
     c = policy.config
@@ -65,16 +72,32 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     rng = np.random.default_rng(seed)
     picks = rng.choice(labelled, size=min(windows, len(labelled)), replace=False)
     act_err, vid, rec, t0, rows = [], [], [], time.time(), []
-    for i in picks:
-        item = ds[int(i)]
+    start = 0 if is_video else c.n_obs - 1
+    sl = slice(start, start + c.n_action_steps)
+
+    def predict(item, i, image=None, state=None):
         batch = {k: item[k][None].to(policy.device) for k in ("image", "state", "text")}
-        torch.manual_seed(seed + int(i))
+        if image is not None:
+            batch["image"] = image[None].to(policy.device)
+        if state is not None:
+            batch["state"] = state[None].to(policy.device)
+        torch.manual_seed(seed + int(i))  # the same sampling noise for every variant of a window
         if is_video:
             batch["image"] = batch["image"][:, None]  # (1, n_obs=1, cams, 3, H, W)
             policy._chunk_slots = [0]
-        chunk = policy.predict_action_chunk(batch)[0].cpu()
-        start = 0 if is_video else c.n_obs - 1
-        sl = slice(start, start + c.n_action_steps)
+        return policy.predict_action_chunk(batch)[0].cpu()
+
+    noise_gen = torch.Generator().manual_seed(seed)
+    shuffled = np.roll(picks, 1)  # each window takes the previous window's state
+    use_noise, use_state = [], []
+    for j, i in enumerate(picks):
+        item = ds[int(i)]
+        chunk = predict(item, i)
+        if image_use:
+            noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
+            use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
+            other = ds[int(shuffled[j])]["state"]
+            use_state.append(float((predict(item, i, state=other) - chunk)[sl].abs().mean()))
         valid = ~item["action_is_pad"][sl]
         if valid.any():
             act_err.append(float(((chunk[sl] - item["action"][sl]) ** 2)[valid].mean()))
@@ -98,6 +121,10 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     out = {"windows": len(picks), "action_mse": float(np.mean(act_err)) if act_err else None,
            "action_mse_std": float(np.std(act_err)) if act_err else None,
            "seconds": round(time.time() - t0, 1)}
+    if image_use:
+        out["image_use"] = {"noise_image": float(np.mean(use_noise)), "shuffled_state": float(np.mean(use_state)),
+                            "what": "mean |change| of the executed normalised actions when the frames are "
+                                    "replaced by uniform noise, or the state by another window's"}
     if is_video:
         out.update(video_psnr=float(np.mean(vid)), video_psnr_std=float(np.std(vid)), recon_psnr=float(np.mean(rec)))
     return out
@@ -113,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override an inference setting of the config, e.g. feature_steps=1")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--image-use", action="store_true",
+                        help="also measure the action change when the image is noise or the state is shuffled")
     parser.add_argument("--grid", type=Path, help="Video Policy: write a PNG of 6 windows (now | real future | "
                                                   "generated future)")
     args = parser.parse_args(argv)
@@ -132,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         policy.config = replace(policy.config, **overrides)
     scores = {"checkpoint": args.checkpoint, "data": args.data, "overrides": overrides,
-              **evaluate(policy, args.data, args.windows, args.seed, args.grid)}
+              **evaluate(policy, args.data, args.windows, args.seed, args.grid, args.image_use)}
     text = json.dumps(scores, indent=2)
     print(text)
     if args.out:
