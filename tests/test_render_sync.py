@@ -244,3 +244,27 @@ def test_objects_and_goals_are_drawn_where_the_simulator_puts_them(make_env, env
             gl.close()
     assert checked, f"{env_id}: nothing could be measured"
     assert not errors, f"{env_id}: " + "; ".join(errors)
+
+
+@pytest.mark.parametrize("env_id", MW_TASKS)
+def test_privileged_state_at_reset_is_the_simulators_current_state(make_env, env_id):
+    """Some Meta-World tasks edit the model after their last forward pass at reset; the state the env reports
+    must still be the current one (window-close reported its window 20 cm off until the first step)."""
+    env = make_env(env_id, split="test", cameras=())
+    model, data = _sim(env)
+    for episode in range(3):
+        _, info = env.reset(options={"episode": episode})
+        fresh = mujoco.MjData(model)
+        fresh.qpos[:], fresh.qvel[:] = data.qpos, data.qvel
+        fresh.mocap_pos[:], fresh.mocap_quat[:] = data.mocap_pos, data.mocap_quat
+        mujoco.mj_forward(model, fresh)
+        sim = env.unwrapped._sim
+        saved, sim.data = sim.data, fresh
+        try:
+            prev = sim._prev_obs.copy()
+            expected = sim._get_obs()
+            sim._prev_obs = prev
+        finally:
+            sim.data = saved
+        np.testing.assert_allclose(info["privileged_state"][:18], expected[:18], atol=1e-9,
+                                   err_msg=f"{env_id} episode {episode}: stale privileged state at reset")

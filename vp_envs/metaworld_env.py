@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import yaml
 from gymnasium import spaces
@@ -226,8 +227,8 @@ class MetaWorldEnv(gym.Env):
         position = self.factors.get("object_position")
         if position is None:
             sim.seed(seed)
-            obs, _ = sim.reset()
-            return obs
+            sim.reset()
+            return self._forward_obs()
         margin = float(position.get("margin_m", 0.05))
         low, high = self._train_space
         varied = high > low
@@ -240,7 +241,22 @@ class MetaWorldEnv(gym.Env):
             vec = sim._last_rand_vec
             if np.any((vec < low - 1e-9) | (vec > high + 1e-9)):
                 break
-        return obs
+        return self._forward_obs()
+
+    def _forward_obs(self) -> np.ndarray:
+        """The observation after reset, computed from the reset's final model and state.
+
+        Several Meta-World tasks (drawer-open, window-close, dial-turn, faucet-open, lever-pull, window-open,
+        door-lock) move a body by editing the model after their last forward pass, so the observation
+        ``reset`` returns reports the previous episode's object position (window-close: 20 cm off) until the
+        first step. A forward pass here makes it current; it changes no state, so dynamics are untouched.
+        """
+        sim = self._sim
+        mujoco.mj_forward(sim.model, sim.data)
+        obs = sim._get_obs()  # frame-stacks with _prev_obs and sets it: redo what Meta-World's reset does
+        sim._prev_obs = obs[:18].copy()
+        obs[18:36] = sim._prev_obs
+        return obs.astype(np.float64)
 
     def _avoid_points(self) -> np.ndarray:
         points = [self._sim.data.xpos[b] for b in self._object_bodies]
