@@ -103,3 +103,21 @@ def test_cli_rejects_unknown_task_and_split(tmp_path, capsys):
     assert "unknown metaworld task 'pick-plce-v3'; known: all, held_out" in capsys.readouterr().err
     assert main(["--tasks", "reach-v3", "--split", "camra", "--out", str(tmp_path)]) == 2
     assert "unknown split 'camra'" in capsys.readouterr().err
+
+
+def test_a_metaworld_dataset_recorded_before_the_render_fix_is_flagged(tmp_path, caplog):
+    """Manifests record render_version; a Meta-World dataset without it (recorded by vp-bench 0.1) warns."""
+    import json
+
+    from vp_envs.dataset import warn_if_pre_render_fix
+
+    old = {"settings": {"suite": "metaworld"}, "tasks": {}}
+    assert warn_if_pre_render_fix(tmp_path, old)
+    assert "before render version 2" in caplog.text
+    assert not warn_if_pre_render_fix(tmp_path, {**old, "render_version": 2})
+    assert not warn_if_pre_render_fix(tmp_path, {"settings": {"suite": "robosuite"}, "tasks": {}})
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    caplog.clear()
+    from vp_envs.dataset import open_dataset
+
+    assert open_dataset(tmp_path) == {} and "before render version 2" in caplog.text

@@ -152,6 +152,23 @@ class TaskFile:
         self._f.close()
 
 
+def warn_if_pre_render_fix(root: Path, manifest: dict) -> bool:
+    """Warn (once per call) when ``root`` holds Meta-World frames recorded before render version 2, whose
+    images drew many objects and goal markers at their default place; returns whether it warned."""
+    import logging
+
+    import vp_envs
+
+    suite = manifest.get("settings", {}).get("suite")
+    if suite in vp_envs.RENDER_V1_DEFECT_SUITES and int(manifest.get("render_version", 1)) < 2:
+        logging.getLogger("vp-data").warning(
+            "%s was recorded before render version 2: its %s frames draw objects and goal markers that tasks "
+            "place at reset at their default place, not where the episode put them; re-record it with vp-data",
+            root, suite)
+        return True
+    return False
+
+
 def open_dataset(root: str | Path) -> dict[str, TaskFile]:
     """Open every task file of a dataset directory: task -> :class:`TaskFile`."""
     root = Path(root)
@@ -162,6 +179,7 @@ def open_dataset(root: str | Path) -> dict[str, TaskFile]:
         info = json.loads(manifest.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{manifest} is not valid JSON: {exc}") from exc
+    warn_if_pre_render_fix(root, info)
     files = {}
     for task in info.get("tasks", {}):
         path = root / f"{task}.hdf5"
