@@ -16,7 +16,7 @@ def run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, env={**os.environ, **env}, timeout=60)
 
 
-@pytest.mark.parametrize("script", ["sample_efficiency.sh", "robosuite_lite.sh"])
+@pytest.mark.parametrize("script", ["sample_efficiency.sh", "robosuite_lite.sh", "metaworld_lite.sh"])
 def test_unknown_method_lists_the_known_ones(script):
     out = run(script, "nope", "5:0")
     assert out.returncode == 2 and "unknown method 'nope'; known: bc, diffusion, video_policy" in out.stderr

@@ -271,3 +271,24 @@ def test_privileged_state_at_reset_is_the_simulators_current_state(make_env, env
             sim.data = saved
         np.testing.assert_allclose(info["privileged_state"][:18], expected[:18], atol=1e-9,
                                    err_msg=f"{env_id} episode {episode}: stale privileged state at reset")
+
+
+@pytest.mark.parametrize("env_id", ["vp/metaworld-door-open-v3", "vp/metaworld-reach-v3", "vp/robosuite-Door"])
+@pytest.mark.parametrize("split", ["camera", "lighting", "texture", "distractor"])
+def test_perceptual_factors_edit_only_the_render_copy(make_env, env_id, split):
+    """The sync runs from the simulation to the render copy only: under a perceptual split the simulation's
+    model keeps every array it had under ``test``, and the render copy differs only in what factors edit."""
+    from vp_envs.rendering import _EDITABLE
+
+    ref = make_env(env_id, split="test")
+    env = make_env(env_id, split=split)
+    ref.reset(options={"episode": 1})
+    env.reset(options={"episode": 1})
+    (ref_model, _), (model, _) = _sim(ref), _sim(env)
+    renderer = env.unwrapped._renderer
+    for name in renderer._synced:
+        np.testing.assert_array_equal(getattr(model, name), getattr(ref_model, name),
+                                      err_msg=f"{split} changed the simulation's {name}")
+        if name not in _EDITABLE:
+            np.testing.assert_array_equal(getattr(renderer.model, name), getattr(model, name),
+                                          err_msg=f"{split}: render copy's {name} left the simulation's")
