@@ -116,13 +116,94 @@ def same_as_test(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _run_key(source: str, g: pd.DataFrame) -> str:
+    """What makes two runs the same experiment: the training record (method, recipe, demos, seed) when the
+    run's manifest has one, else the policy spec (expert, random, ...)."""
+    try:
+        training = json.loads((Path(source).parent / "manifest.json").read_text())["policy"].get("training")
+    except (OSError, ValueError, KeyError):
+        training = None
+    if training and training.get("recipe_hash"):
+        extra = " + action-free video" if training.get("action_free_data") else ""
+        return (f"{METHOD_NAMES.get(training['method'], training['method'])} (recipe {training['recipe_hash']}, "
+                f"{training.get('episodes_per_task')} demos/task, seed {training.get('seed')}{extra})")
+    return f"`{g['policy'].iloc[0]}`"
+
+
+def render_fix_comparison(rows: pd.DataFrame, heading_level: int = 2) -> str:
+    """Before and after the render fix, per experiment run under both: the success rate of each split both
+    runs hold (episodes pooled over the protocol's tasks, 95% Wilson interval), before -> after."""
+    lines = []
+    for proto in sorted(p for p in rows["protocol"].unique() if p.endswith(PRE_FIX_SUFFIX)):
+        new = proto.removesuffix(PRE_FIX_SUFFIX)
+        runs: dict[str, dict[str, pd.DataFrame]] = {}
+        for (label, source), g in rows[rows["protocol"].isin([proto, new])].groupby(["protocol", "source"]):
+            edition = "before" if label == proto else "after"
+            runs.setdefault(_run_key(source, g), {}).setdefault(edition, []).append(g)
+        tables = []
+        for key, both in sorted(runs.items()):
+            if set(both) != {"before", "after"}:
+                continue
+            before, after = pd.concat(both["before"]), pd.concat(both["after"])
+            splits = sorted(set(before["split"]) & set(after["split"]), key=_split_sort)
+            tasks = sorted(set(before.loc[before["split"] == REFERENCE_SPLIT, "task"])
+                           & set(after.loc[after["split"] == REFERENCE_SPLIT, "task"]))
+            header = ["", *[f"`{x}`" for x in splits], *[f"`test` {t.removesuffix('-v3')}" for t in tasks]]
+            table = [f"**{key}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for edition, g in (("before", before), ("after", after)):
+                ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
+                cells = []
+                for split in splits:
+                    cell = ok[g["split"] == split]
+                    lo, hi = wilson_interval(int(cell.sum()), len(cell))
+                    cells.append(f"{100 * cell.mean():.0f} [{100 * lo:.0f}, {100 * hi:.0f}]")
+                for task in tasks:
+                    cells.append(f"{100 * ok[(g['split'] == REFERENCE_SPLIT) & (g['task'] == task)].mean():.0f}")
+                table.append(f"| {edition} | " + " | ".join(cells) + " |")
+            tables += table + [""]
+        if tables:
+            lines += [f"{'#' * heading_level} {new}: before and after the render fix", "",
+                      f"The same experiment (same training recipe, demos and seed; or the same scripted policy) run "
+                      f"under `{proto}` (before) and `{new}` (after): success % per split with its 95% Wilson "
+                      f"interval, then `test` success % per task.", "", *tables]
+    if not lines:
+        return ""
+    return ("\n# Render fix: before and after\n\n" if heading_level == 2 else "") + "\n".join(lines)
+
+
+README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=4)}
+
+
+def readme_block(name: str, rows: pd.DataFrame) -> str:
+    """The generated text of README block ``name`` (between ``<!-- vp-leaderboard:name -->`` and
+    ``<!-- /vp-leaderboard:name -->``)."""
+    return README_BLOCKS[name](rows).strip() + "\n"
+
+
+def update_readme(path: Path, rows: pd.DataFrame) -> list[str]:
+    """Rewrite every generated block of the README at ``path`` from ``rows``; returns the names updated."""
+    import re
+
+    text, done = path.read_text(), []
+    for name in README_BLOCKS:
+        pattern = re.compile(rf"(<!-- vp-leaderboard:{name} -->\n).*?(<!-- /vp-leaderboard:{name} -->)", re.S)
+        if pattern.search(text):
+            block = readme_block(name, rows)
+            text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+            done.append(name)
+    atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+    return done
+
+
 def same_as_test_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     lines = ["", "# Same as `test`", "",
              "Share of each perceptual split's episodes (%) that repeat the `test` episode with the same index",
              "(same outcome and steps, return within 1%): these splits start from `test`'s states and change",
-             "only the pixels, so 100% means the shift changed nothing the policy did. Generated from the rows.", ""]
+             "only the pixels, so 100% means the shift changed nothing the policy did. Meaningful for deterministic",
+             "policies (BC, expert); Diffusion Policy and Video Policy draw their sampling noise from torch's global",
+             "generator, so their episodes differ from run to run even when the image changes nothing.", ""]
     for proto, p in table.groupby("protocol", sort=True):
         lines += [f"## {proto}", "", "| policy | " + " | ".join(PERCEPTUAL_SPLITS) + " |",
                   "|---|" + "---|" * len(PERCEPTUAL_SPLITS)]
@@ -497,6 +578,7 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
                  + body)
     text += sample_efficiency(all_rows, out)
     text += video_vs_success(all_rows, out)
+    text += render_fix_comparison(all_rows)
     text += same_as_test_markdown(same_as_test(all_rows))
     atomic_write_bytes(out / "LEADERBOARD.md", lambda tmp: tmp.write_text(text))
     if not summary.empty:
@@ -512,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder searched for **/episodes.parquet (default: results)")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: --results)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite this README's generated blocks (<!-- vp-leaderboard:NAME --> ... "
+                             "<!-- /vp-leaderboard:NAME -->) from the same rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not args.results.is_dir():
@@ -519,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = build(args.results, args.out)
     out = args.out or args.results
+    if args.readme is not None:
+        names = update_readme(args.readme, load_rows(args.results))
+        print(f"vp-leaderboard: {args.readme}: rewrote {', '.join(names) or 'no generated block'}")
     groups = summary.groupby(GROUP).ngroups if not summary.empty else 0
     print(f"vp-leaderboard: {groups} (protocol, policy) group(s) -> {out / 'LEADERBOARD.md'}, "
           f"{out / 'leaderboard.csv'}")

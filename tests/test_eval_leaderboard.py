@@ -177,6 +177,10 @@ def test_rows_from_before_the_render_fix_are_labelled_and_never_ranked_with_late
 
     assert "Rows made before render version 2" in section("## toy.render-v1 (")
     assert "Rows made before render version 2" not in section("## toy (")
+    # the same policy before and after, side by side (gamma ran only once: not in the comparison)
+    compare = md[md.index("## toy: before and after the render fix"):]
+    assert "**`alpha`**" in compare and "`gamma`" not in compare
+    assert "| before | 100 [72, 100] | 100 |" in compare and "| after | 0 [0, 28] | 0 |" in compare
 
 
 def test_same_as_test_counts_episodes_a_shift_left_unchanged(tmp_path):
@@ -197,3 +201,19 @@ def test_same_as_test_counts_episodes_a_shift_left_unchanged(tmp_path):
     md = (tmp_path / "results" / "LEADERBOARD.md").read_text()
     assert "| `blind` (blind-ha) | - | - | 100 (4) | - |" in md
     assert "| `reader` (reader-h) | - | - | 50 (4) | - |" in md
+
+
+def test_readme_generated_blocks_match_the_committed_results():
+    """The README's generated tables are what `vp-leaderboard --readme README.md` makes of results/ now."""
+    import re
+
+    from eval.leaderboard import README_BLOCKS, load_rows, readme_block
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    rows = load_rows(root / "results")
+    for name in README_BLOCKS:
+        found = re.search(rf"<!-- vp-leaderboard:{name} -->\n(.*?)<!-- /vp-leaderboard:{name} -->", text, re.S)
+        assert found, f"README.md has no generated block {name!r}"
+        assert found.group(1) == readme_block(name, rows), (
+            f"README.md's {name!r} block is stale: run `vp-leaderboard --readme README.md`")
