@@ -96,7 +96,7 @@ def label_pre_fix(rows: pd.DataFrame) -> pd.DataFrame:
 
 def same_as_test(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (protocol, policy, checkpoint) and perceptual split: how many episodes repeat their ``test``
-    episode exactly (same success, steps and return; see the module docstring)."""
+    episode (same success and steps, return within ``SAME_RETURN_RTOL``; see the module docstring)."""
     out = []
     outcome = ["success", "steps", "return"]
     for group, g in rows.groupby(GROUP, sort=True):

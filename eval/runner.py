@@ -45,10 +45,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+import vp_envs
 from eval.policies import Policy, load_policy_spec, policy_slug
 from eval.protocol import ACTION_DIM, EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
-import vp_envs
 from vp_envs.stats import psnr
 
 log = logging.getLogger("vp-eval")

@@ -281,3 +281,14 @@ def test_training_twice_with_one_seed_gives_identical_weights(data, tmp_path, mo
             "out_dir": str(tmp_path / run), "seed": 3, "threads": 1})
         weights.append((train(cfg) / "model.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_offline_image_use_check_leaves_the_video_score_alone(data):
+    """The image-use variants run the policy again; the video PSNR must still score the unperturbed window."""
+    from vp_agent.offline import evaluate
+
+    policy, _ = _policy(data)
+    plain = evaluate(policy, [str(data[0])], windows=2)
+    checked = evaluate(policy, [str(data[0])], windows=2, image_use=True)
+    assert checked["video_psnr"] == pytest.approx(plain["video_psnr"], abs=1e-9)
+    assert checked["image_use"]["noise_image"] > 0 and checked["image_use"]["shuffled_state"] >= 0

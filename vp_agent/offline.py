@@ -93,6 +93,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     for j, i in enumerate(picks):
         item = ds[int(i)]
         chunk = predict(item, i)
+        generated = policy.generated[0] if is_video else None  # before the image-use variants overwrite it
         if image_use:
             noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
             use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
@@ -106,7 +107,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
             frames = ds.frames[e]  # (cams, T+1, H, W, 3)
             future = np.minimum(t + c.frame_stride * np.arange(1, c.num_frames + 1), frames.shape[1] - 1)
             real = frames[:, future]
-            gen = policy.generated[0]
+            gen = generated
             vid.append(psnr(gen, real))
             if len(rows) < 6:
                 rows.append(np.concatenate([frames[0, t], *real[0], *gen[0]], axis=1))

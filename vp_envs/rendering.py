@@ -10,9 +10,9 @@ colours) edit what is drawn without any path to the physics. Simulators also edi
 (Meta-World places drawers, doors, buttons and goal markers by writing ``model.body_pos`` /
 ``model.site_pos``; robosuite's Door moves its frame), so at every reset :meth:`SceneRenderer.reset_visuals`
 copies every model array the simulation may edit from the simulation's model before the split's factors
-are applied: the frame shows where the episode put things, and the factors still never reach the physics. Cameras whose up-vector points down in the
-world (Meta-World's corner cameras) are rolled 180 degrees about their optical axis, so every image is
-upright without a flip in the hot path.
+are applied: the frame shows where the episode put things, and the factors still never reach the physics.
+Cameras whose up-vector points down in the world (Meta-World's corner cameras) are rolled 180 degrees about
+their optical axis, so every image is upright without a flip in the hot path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from vp_envs.factors import VisualScene  # noqa: E402
 
-# Model arrays that perceptual factors may edit; restored from the simulation's model before every episode.
+# Model arrays that perceptual factors may edit (reset_visuals restores them, with the rest, from the simulation).
 _EDITABLE = (
     "cam_pos", "cam_quat", "cam_fovy", "light_pos", "light_dir", "light_diffuse", "light_ambient",
     "light_specular", "geom_rgba", "geom_matid", "mat_rgba",
@@ -86,22 +86,25 @@ class RenderOptions:
 _ROLL = np.array([0.0, 0.0, 0.0, 1.0])  # 180 degrees about a camera's own z (optical) axis
 
 
-def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> None:
-    """Roll world-fixed cameras whose image 'up' points below the horizon by 180 degrees (in place).
+def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> list[int]:
+    """Roll world-fixed cameras whose image 'up' points below the horizon by 180 degrees (in place); returns
+    the ids of the cameras it rolled.
 
     Cameras on moving bodies (wrist, gripper) keep their modelled orientation: their 'up' depends on the
     robot's pose, not on a mounting mistake.
     """
     mujoco.mj_forward(model, data)
-    roll = _ROLL
+    rolled = []
     for i in range(model.ncam):
         if model.cam_bodyid[i] != 0:
             continue
         up = data.cam_xmat[i].reshape(3, 3)[:, 1]
         if up[2] < 0:
             out = np.zeros(4)
-            mujoco.mju_mulQuat(out, model.cam_quat[i], roll)
+            mujoco.mju_mulQuat(out, model.cam_quat[i], _ROLL)
             model.cam_quat[i] = out
+            rolled.append(i)
+    return rolled
 
 
 _LIVE: "weakref.WeakSet[SceneRenderer]" = weakref.WeakSet()
@@ -173,9 +176,7 @@ class SceneRenderer:
         # renderer keeps its own data: each frame copies the configuration and re-runs kinematics.
         self._data = mujoco.MjData(self.model)
         self._synced = synced_fields(self.model)
-        before = self.model.cam_quat.copy()
-        upright_cameras(self.model, self._data)
-        self._rolled = np.flatnonzero(np.any(self.model.cam_quat != before, axis=1))
+        self._rolled = upright_cameras(self.model, self._data)  # re-applied after every sync
         self._headlight = (np.array(self.model.vis.headlight.diffuse), np.array(self.model.vis.headlight.ambient))
         self.width, self.height, self.options = width, height, options
         # The GL context is made on first use, not here: a process that only builds envs (as
