@@ -95,10 +95,10 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
         chunk = predict(item, i)
         generated = policy.generated[0] if is_video else None  # before the image-use variants overwrite it
         if image_use:
-            noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
-            use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
             other = ds[int(shuffled[j])]["state"]
             use_state.append(float((predict(item, i, state=other) - chunk)[sl].abs().mean()))
+            noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
+            use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
         valid = ~item["action_is_pad"][sl]
         if valid.any():
             act_err.append(float(((chunk[sl] - item["action"][sl]) ** 2)[valid].mean()))
