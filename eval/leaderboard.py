@@ -171,7 +171,28 @@ def render_fix_comparison(rows: pd.DataFrame, heading_level: int = 2) -> str:
     return ("\n# Render fix: before and after\n\n" if heading_level == 2 else "") + "\n".join(lines)
 
 
-README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=4)}
+def headline(rows: pd.DataFrame) -> str:
+    """One table for the README: per current protocol, each complete run's ``test`` success (95% Wilson)
+    and its mean over splits, best mean first. Runs of a ``.render-v1`` label are left out."""
+    complete, _ = complete_runs(rows[~rows["protocol"].str.endswith(PRE_FIX_SUFFIX)])
+    summary = summarise(complete)
+    if summary.empty:
+        return "No complete runs yet.\n"
+    lines = ["| protocol | policy | `test` | mean over splits |", "|---|---|---|---|"]
+    for proto, p in summary.groupby("protocol", sort=True):
+        by_run = []
+        for (policy, ckpt), q in p.groupby(["policy", "checkpoint_hash"], sort=True):
+            q = q.set_index("split")
+            t = q.loc[REFERENCE_SPLIT]
+            name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
+            by_run.append((q.loc["mean"].success_rate, f"| {proto} | {name} | {_pct(t.success_rate)} "
+                                                        f"[{_pct(t.ci95_low)}, {_pct(t.ci95_high)}] | "
+                                                        f"{_pct(q.loc['mean'].success_rate)} |"))
+        lines += [line for _, line in sorted(by_run, key=lambda x: -x[0])]
+    return "\n".join(lines) + "\n"
+
+
+README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline}
 
 
 def readme_block(name: str, rows: pd.DataFrame) -> str:
@@ -594,9 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder searched for **/episodes.parquet (default: results)")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: --results)")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="also rewrite this README's generated blocks (<!-- vp-leaderboard:NAME --> ... "
-                             "<!-- /vp-leaderboard:NAME -->) from the same rows")
+    parser.add_argument("--readme", type=Path, action="append", default=[],
+                        help="also rewrite this Markdown file's generated blocks (<!-- vp-leaderboard:NAME --> ... "
+                             "<!-- /vp-leaderboard:NAME -->) from the same rows; repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not args.results.is_dir():
@@ -604,9 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = build(args.results, args.out)
     out = args.out or args.results
-    if args.readme is not None:
-        names = update_readme(args.readme, load_rows(args.results))
-        print(f"vp-leaderboard: {args.readme}: rewrote {', '.join(names) or 'no generated block'}")
+    for path in args.readme:
+        names = update_readme(path, load_rows(args.results))
+        print(f"vp-leaderboard: {path}: rewrote {', '.join(names) or 'no generated block'}")
     groups = summary.groupby(GROUP).ngroups if not summary.empty else 0
     print(f"vp-leaderboard: {groups} (protocol, policy) group(s) -> {out / 'LEADERBOARD.md'}, "
           f"{out / 'leaderboard.csv'}")

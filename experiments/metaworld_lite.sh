@@ -27,4 +27,4 @@ vp-eval policy=runs/train/$name/checkpoints/last protocol=metaworld-lite \
   run_dir=results/runs/metaworld-lite/$run_name ${splits:+"splits=$splits"}
 python -m vp_agent.offline runs/train/$name/checkpoints/last $val --windows 48 --image-use \
   --out results/offline/$name-render2.json
-vp-leaderboard --readme README.md
+vp-leaderboard --readme README.md --readme docs/results.md
