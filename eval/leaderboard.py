@@ -72,6 +72,8 @@ def load_rows(results: Path) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=GROUP + KEY + ["success", "error", "source"])
     rows = label_pre_fix(pd.concat(frames, ignore_index=True))
+    rows["method"] = rows["source"].map({src: run_method(Path(src).parent, pol) for src, pol in
+                                         rows.groupby("source")["policy"].first().items()})
     dup = rows.duplicated(GROUP + KEY, keep="first")
     if dup.any():
         for (_, row) in rows[dup].head(5).iterrows():
@@ -79,6 +81,26 @@ def load_rows(results: Path) -> pd.DataFrame:
                         tuple(row[k] for k in KEY), row["source"])
         rows = rows[~dup]
     return rows
+
+
+def run_method(run_dir: Path, policy: str) -> str:
+    """The method of a run: ``expert`` / ``random`` for the references, else the trained method its
+    ``manifest.json`` records (``bc``, ``bc_state``, ``diffusion``, ``video_policy``), else ``other``."""
+    if policy in ("expert", "random"):
+        return policy
+    try:
+        training = json.loads((run_dir / "manifest.json").read_text())["policy"].get("training") or {}
+    except (OSError, ValueError, KeyError):
+        training = {}
+    method = training.get("method")
+    if method:
+        return str(method)
+    try:  # runs made before the record had the method: read the checkpoint's own config
+        from eval.policies import checkpoint_method
+
+        return checkpoint_method(json.loads((Path(policy) / "config.json").read_text())) or "other"
+    except (OSError, ValueError):
+        return "other"
 
 
 def label_pre_fix(rows: pd.DataFrame) -> pd.DataFrame:
@@ -178,14 +200,15 @@ def headline(rows: pd.DataFrame) -> str:
     summary = summarise(complete)
     if summary.empty:
         return "No complete runs yet.\n"
-    lines = ["| protocol | policy | `test` | mean over splits |", "|---|---|---|---|"]
-    for proto, p in summary.groupby("protocol", sort=True):
+    lines = ["| protocol | method | policy | `test` | mean over splits |", "|---|---|---|---|---|"]
+    for (proto, version), p in summary.groupby(["protocol", "protocol_version"], sort=True):
         by_run = []
         for (policy, ckpt), q in p.groupby(["policy", "checkpoint_hash"], sort=True):
             q = q.set_index("split")
             t = q.loc[REFERENCE_SPLIT]
             name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
-            by_run.append((q.loc["mean"].success_rate, f"| {proto} | {name} | {_pct(t.success_rate)} "
+            method = q["method"].iloc[0] if "method" in q else ""
+            by_run.append((q.loc["mean"].success_rate, f"| {proto} v{version} | {method} | {name} | {_pct(t.success_rate)} "
                                                         f"[{_pct(t.ci95_low)}, {_pct(t.ci95_high)}] | "
                                                         f"{_pct(q.loc['mean'].success_rate)} |"))
         lines += [line for _, line in sorted(by_run, key=lambda x: -x[0])]
@@ -253,17 +276,20 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     ``mean`` line per group (unweighted mean of split rates)."""
     out = []
     if rows.empty:
-        return pd.DataFrame(columns=GROUP + ["split", "episodes", "successes", "errors", "success_rate",
+        return pd.DataFrame(columns=GROUP + ["method", "split", "episodes", "successes", "errors", "success_rate",
                                              "ci95_low", "ci95_high", "drop_vs_test"])
     rows = rows.copy()
     rows["ok"] = rows["success"].astype(bool) & (rows["error"].fillna("") == "")
+    if "method" not in rows:
+        rows["method"] = "other"
     for group, g in rows.groupby(GROUP, sort=True):
+        method = str(g["method"].iloc[0])
         levels = g.groupby("split")["level"].agg(lambda s: set(s.astype(int)))
         lines = []
         for (split, level), cell in g.groupby(["split", "level"]):
             n, k = len(cell), int(cell["ok"].sum())
             lo, hi = wilson_interval(k, n)
-            lines.append({**dict(zip(GROUP, group)), "split": split_label(split, int(level), levels[split]),
+            lines.append({**dict(zip(GROUP, group)), "method": method, "split": split_label(split, int(level), levels[split]),
                           "episodes": n, "successes": k, "errors": int((cell["error"].fillna("") != "").sum()),
                           "success_rate": k / n, "ci95_low": lo, "ci95_high": hi})
         lines.sort(key=lambda r: _split_sort(r["split"]))
@@ -272,7 +298,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             is_shift = line["split"] not in ("train", REFERENCE_SPLIT)
             line["drop_vs_test"] = (ref - line["success_rate"]) if (ref is not None and is_shift) else None
         mean = sum(r["success_rate"] for r in lines) / len(lines)
-        lines.append({**dict(zip(GROUP, group)), "split": "mean", "episodes": int(sum(r["episodes"] for r in lines)),
+        lines.append({**dict(zip(GROUP, group)), "method": method, "split": "mean", "episodes": int(sum(r["episodes"] for r in lines)),
                       "successes": int(sum(r["successes"] for r in lines)),
                       "errors": int(sum(r["errors"] for r in lines)), "success_rate": mean,
                       "ci95_low": None, "ci95_high": None, "drop_vs_test": None})
@@ -382,7 +408,7 @@ def plot_drop(summary: pd.DataFrame, out: Path) -> list[Path]:
                          "success lost under each shift (positive = worse than test)", intervals=False)
 
 
-METHOD_NAMES = {"bc": "BC", "diffusion": "Diffusion Policy", "video_policy": "Video Policy"}
+METHOD_NAMES = {"bc": "BC", "bc_state": "BC on the privileged state (ceiling)", "diffusion": "Diffusion Policy", "video_policy": "Video Policy"}
 
 
 def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFrame:
@@ -400,7 +426,8 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
         if not training or training.get("action_free_data") or not training.get("episodes_per_task") or g.empty:
             continue
         ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
-        out.append({"protocol": g["protocol"].iloc[0], "method": training["method"],
+        out.append({"protocol": g["protocol"].iloc[0], "protocol_version": int(g["protocol_version"].iloc[0]),
+                    "method": training["method"],
                     "recipe_hash": training["recipe_hash"], "episodes_per_task": int(training["episodes_per_task"]),
                     "seed": training["seed"], "policy": g["policy"].iloc[0], "episodes": len(g),
                     "successes": int(ok.sum()), "source": source})
@@ -414,7 +441,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     runs = training_runs(rows)
     if runs.empty:
         return ""
-    runs = runs.groupby(["protocol", "method", "recipe_hash"]).filter(
+    runs = runs.groupby(["protocol", "protocol_version", "method", "recipe_hash"]).filter(
         lambda g: g["episodes_per_task"].nunique() >= 2)
     if runs.empty:
         return ""
@@ -426,13 +453,14 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     import numpy as np
 
     cells = []
-    for key, g in runs.groupby(["protocol", "method", "recipe_hash", "episodes_per_task"], sort=True):
+    keys = ["protocol", "protocol_version", "method", "recipe_hash", "episodes_per_task"]
+    for key, g in runs.groupby(keys, sort=True):
         n, k = int(g["episodes"].sum()), int(g["successes"].sum())
         lo, hi = wilson_interval(k, n)
         g = g.sort_values(["seed", "source"])
         per_run = g["successes"] / g["episodes"]
         # two trainings of one recipe and seed (a retrain) are two runs, not two seeds: say which seed each was
-        cells.append({**dict(zip(["protocol", "method", "recipe_hash", "episodes_per_task"], key)),
+        cells.append({**dict(zip(keys, key)),
                       "runs": len(g), "seeds": g["seed"].nunique(), "episodes": n, "successes": k,
                       "success_rate": k / n, "ci95_low": lo, "ci95_high": hi,
                       "run_rates": " ".join(f"s{s}:{100 * r:.0f}" for s, r in zip(g["seed"], per_run)),

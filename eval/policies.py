@@ -292,6 +292,16 @@ def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
     return policy
 
 
+def checkpoint_method(cfg: dict[str, Any]) -> str | None:
+    """The method a checkpoint's ``config.json`` describes: the policy name (``bc``, ``diffusion``,
+    ``video_policy``), with ``_state`` for a state-only policy on the privileged state (``bc_state``)."""
+    name = cfg.get("policy")
+    config = cfg.get("config", {})
+    if name and config.get("use_image", True) is False and config.get("state_source") == "privileged":
+        return f"{name}_state"
+    return name
+
+
 def training_record(path: Path) -> dict[str, Any] | None:
     """What a vp_agent checkpoint was trained on, for the run's manifest (the leaderboard's sample-efficiency
     section reads it): method, demonstrations per task, seed, the recipe (every training setting that is not
@@ -310,12 +320,19 @@ def training_record(path: Path) -> dict[str, Any] | None:
     if budget:
         per_task = budget if per_task is None else min(budget, per_task)
     bookkeeping = {"seed", "episodes_per_task", "out_dir", "save_every", "log_every", "threads", "device",
-                   "tensorboard", "init_from", "data", "tasks"}
-    recipe = {k: v for k, v in train.items() if k not in bookkeeping}
+                   "tensorboard", "init_from", "data", "tasks", "keep_every"}
+    # settings added later count only when they differ from their default, so the recipes of runs made
+    # before they existed keep their hash
+    later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None}
+    recipe = {k: v for k, v in train.items() if k not in bookkeeping
+              and not (k in later_defaults and v == later_defaults[k])}
     if "stage_steps" in train.get("policy", {}).get("config", {}):  # staged policies: steps in their config
         recipe.pop("steps", None), recipe.pop("batch_size", None)
-    return {"method": cfg.get("policy"), "episodes_per_task": per_task, "seed": train.get("seed"),
-            "action_free_data": action_free, "trained_steps": cfg.get("trained_steps"),
+    return {"method": checkpoint_method(cfg), "episodes_per_task": per_task, "seed": train.get("seed"),
+            "action_free_data": action_free,
+            "image_sizes": sorted({int(m["settings"]["size"]) for m in datasets.values()
+                                   if isinstance(m.get("settings", {}).get("size"), int)}),
+            "trained_steps": cfg.get("trained_steps"),
             "recipe_hash": sha256_text(json.dumps(recipe, sort_keys=True, default=str))[:8], "recipe": recipe}
 
 

@@ -10,10 +10,11 @@ shift level), episodes per (task, split), the episode length and the observation
 >>> p.episodes()[0]
 EpisodeSpec(task='reach-v3', split='train', level=1, index=0)
 
-Which (task, split) pairs run: the ``new_task`` split (any split whose file restricts it to the held-out
-tasks) runs only on the held-out tasks of the protocol, and every other split only on the tasks that are
-not held out. So a protocol lists training tasks and held-out tasks together and each gets the splits that
-mean something for it.
+Which (task, split) pairs run: the ``new_task`` split (any split whose file marks it ``tasks: held_out``)
+runs only on the held-out tasks of the protocol, and every other split only on the tasks that are not held
+out. The held-out tasks are the protocol's ``held_out_tasks`` field, or, without it, the suite's default
+(the split file's ``held_out_tasks``: Meta-World's ML10 test tasks). So a protocol lists training tasks and
+held-out tasks together and each gets the splits that mean something for it.
 
 Every result row carries :attr:`Protocol.sha256`, the hash of the file's *parsed* content (canonical JSON:
 sorted keys, no whitespace), so reformatting or editing comments keeps the hash, while any change to what
@@ -33,7 +34,7 @@ import yaml
 
 REQUIRED = ("name", "version", "description", "suite", "tasks", "splits", "episodes", "max_steps",
             "cameras", "image_size")
-OPTIONAL = {"terminate_on_success": True, "state": "proprio"}
+OPTIONAL = {"terminate_on_success": True, "state": "proprio", "held_out_tasks": None}
 STATES = ("proprio", "full")
 # Per suite: the action size and each state mode that has one size for every task (the evaluation vector
 # batches all of a protocol's tasks in one observation/action space).
@@ -85,6 +86,7 @@ class Protocol:
     state: str
     source: str
     sha256: str
+    held_out: tuple[str, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -101,13 +103,15 @@ class Protocol:
         out = []
         for task in self.tasks:
             for entry in self.splits:
-                tasks = suite.split(entry.name).tasks
-                held_only = tasks is not None
-                if held_only and task in tasks:
-                    out.append((task, entry.name, entry.level))
-                elif not held_only and task not in suite.held_out_tasks:
+                held_only = suite.split(entry.name).tasks is not None
+                if held_only == (task in self.held_out):
                     out.append((task, entry.name, entry.level))
         return out
+
+    @property
+    def training_tasks(self) -> tuple[str, ...]:
+        """The tasks whose demonstrations a policy may train on (every task that is not held out)."""
+        return tuple(t for t in self.tasks if t not in self.held_out)
 
     def episodes(self) -> list[EpisodeSpec]:
         """Every episode, cell by cell, so consecutive episodes reuse the same environment."""
@@ -231,7 +235,17 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
     if len(set(splits)) != len(splits):
         raise _bad(source, "splits", "lists the same split at the same level twice")
 
-    held = set(splits_spec.held_out_tasks)
+    held_raw = raw.get("held_out_tasks", OPTIONAL["held_out_tasks"])
+    if held_raw is None:
+        held = set(splits_spec.held_out_tasks)
+    else:
+        if not isinstance(held_raw, list) or not all(isinstance(t, str) for t in held_raw):
+            raise _bad(source, "held_out_tasks", f"must be a list of task names; got {held_raw!r}")
+        stray = [t for t in held_raw if t not in tasks]
+        if stray:
+            raise _bad(source, "held_out_tasks", f"lists task(s) the protocol does not: {', '.join(stray)}; "
+                                                 f"its tasks: {', '.join(tasks)}")
+        held = set(held_raw)
     held_only = {s.name for s in splits if splits_spec.split(s.name).tasks is not None}
     if held_only and not held & set(tasks):
         raise _bad(source, "tasks", f"split(s) {', '.join(sorted(held_only))} run only on held-out tasks "
@@ -270,4 +284,5 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
         tasks=tuple(tasks), splits=tuple(splits), episodes_per_cell=episodes, max_steps=max_steps,
         cameras=tuple(cameras), image_size=(size[0], size[1]), terminate_on_success=terminate, state=state,
         source=source, sha256=canonical_sha256(raw), raw=raw,
+        held_out=tuple(t for t in tasks if t in held),
     )

@@ -59,6 +59,10 @@ ROW_COLUMNS = ["policy", "checkpoint_hash", "protocol", "protocol_version", "pro
                "vp_bench_version", "render_version", "wall_time_s", "finished_at", "video_psnr"]
 TIMING_COLUMNS = ["wall_time_s", "finished_at"]  # the only columns allowed to differ between reruns
 BACKENDS = ("local", "ray")
+# What a policy under test receives in info (besides "slot"): the instruction and episode bookkeeping. Not
+# the reward, return or success (a shaped distance-to-goal reward is privileged information), not the task
+# or split names, not the simulator's state.
+POLICY_INFO = ("instruction", "suite", "episode", "seed", "steps", "active")
 VECTOR_MODES = ("async", "sync")
 MANIFEST_PACKAGES = ("vp-bench", "numpy", "gymnasium", "mujoco", "metaworld", "robosuite", "torch",
                      "diffusers", "stable-baselines3", "pandas", "pyarrow", "hydra-core", "imageio")
@@ -330,10 +334,13 @@ class Runner:
     def _act(self, obs, infos_l, live, actions) -> dict[int, str]:
         """Fill ``actions[live]``; return ``{slot: error}`` for slots whose policy call raised."""
         idx = np.asarray(live)
-        # privileged_state (the simulator's full state) goes only to policies that declare they are
-        # references (the scripted expert), so a policy under test cannot read it by accident.
-        hide = () if getattr(self.policy, "privileged", False) else ("privileged_state",)
-        batch_infos = [{**{k: v for k, v in infos_l[i].items() if k not in hide}, "slot": i} for i in live]
+        # A policy under test sees its observation, the instruction and the episode's bookkeeping
+        # (POLICY_INFO); the simulator's full state, the shaped reward, success and the split go only to
+        # policies that declare they are references (the scripted expert, privileged-state ceilings).
+        if getattr(self.policy, "privileged", False):
+            batch_infos = [{**infos_l[i], "slot": i} for i in live]
+        else:
+            batch_infos = [{**{k: infos_l[i][k] for k in POLICY_INFO if k in infos_l[i]}, "slot": i} for i in live]
         try:
             out = np.asarray(self.policy.act(select(obs, idx), batch_infos), np.float32)
             if out.shape != (len(live), self.action_dim):
@@ -446,6 +453,24 @@ def check_backend(backend: str) -> None:
                        "(or use backend=local)")
 
 
+def check_observation_fit(protocol: Protocol, policy: Any) -> None:
+    """Refuse a trained policy whose camera or image size is not the protocol's, before any rollout (its
+    rows would measure a camera mismatch, not the policy). Policies that record neither pass."""
+    config = getattr(policy, "config", None)
+    if config is None or not getattr(config, "use_image", True):
+        return
+    cameras = tuple(getattr(config, "cameras", ()) or ((config.camera,) if getattr(config, "camera", None) else ()))
+    missing = [c for c in cameras if c not in protocol.cameras]
+    if missing:
+        raise RunError(f"policy {policy.spec!r} reads camera(s) {', '.join(missing)}, but protocol "
+                       f"{protocol.name!r} renders {', '.join(protocol.cameras) or 'no camera'}")
+    training = getattr(policy, "training", None)
+    sizes = set(training.get("image_sizes") or ()) if isinstance(training, dict) else set()
+    if sizes and not (protocol.image_size[0] == protocol.image_size[1] and protocol.image_size[0] in sizes):
+        raise RunError(f"policy {policy.spec!r} was trained on {', '.join(map(str, sorted(sizes)))}-px images, "
+                       f"but protocol {protocol.name!r} renders {protocol.image_size[0]}x{protocol.image_size[1]}")
+
+
 def default_run_dir(protocol: Protocol, spec: str) -> Path:
     return Path("results") / "runs" / protocol.name / policy_slug(spec)
 
@@ -468,6 +493,7 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
     pol = policy if isinstance(policy, Policy) else load_policy_spec(policy)
     if not getattr(pol, "spec", ""):
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
+    check_observation_fit(proto, pol)
     run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
     kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,
                   retry_errors=retry_errors, progress=progress)

@@ -206,3 +206,76 @@ def test_offline_image_use_check_tells_a_blind_policy_from_one_that_reads_the_im
         torch.nn.init.zeros_(p)
     blind = evaluate(policy, [str(demos)], windows=6, image_use=True)["image_use"]
     assert blind["noise_image"] == 0.0
+
+
+def test_lr_schedule_warms_up_then_decays_by_cosine():
+    from vp_agent.train import lr_at
+
+    assert lr_at(0, 100, 1.0) == lr_at(99, 100, 1.0) == 1.0
+    assert lr_at(0, 100, 1.0, "cosine", warmup_steps=10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, "cosine", warmup_steps=10) == pytest.approx(1.0)
+    assert lr_at(55, 100, 1.0, "cosine", warmup_steps=10) == pytest.approx(0.5)
+    assert lr_at(100, 100, 1.0, "cosine", warmup_steps=10) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'; known: constant, cosine"):
+        lr_at(0, 10, 1.0, "linear")
+
+
+def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
+    """The learnability ceiling: BC on info["privileged_state"], no camera; the runner gives that state only
+    to policies that declare they read it."""
+    ds = DemoDataset([demos], state_source="privileged", use_image=False)
+    assert ds.state_dim == 39 and ds[0]["image"].numel() == 0
+    torch.manual_seed(0)
+    cfg = {**TINY["bc"], "use_image": False, "state_source": "privileged", "crop": 0}
+    policy = make_policy("bc", cfg, ds.stats, ds.state_dim, ds.action_dim)
+    assert policy.privileged and not policy.uses_image and policy.encoder is None
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    batch = _batch(ds, torch.arange(16), "cpu")
+    opt = torch.optim.Adam(policy.parameters(), 1e-3)
+    first = policy(batch)["loss"].item()
+    for _ in range(30):
+        loss = policy(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    policy.eval()
+    env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
+    obs, info = env.reset(options={"episode": 0})
+    assert "pixels" not in obs
+    action = policy.act(obs, info)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    policy.reset()
+    with pytest.raises(KeyError):
+        policy.act(obs, {"instruction": info["instruction"]})
+    env.close()
+    with pytest.raises(ValueError, match="unknown state_source 'full'; known: state, privileged"):
+        make_policy("bc", {**cfg, "state_source": "full"}, ds.stats, ds.state_dim, ds.action_dim)
+
+
+def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is_refused(demos, tmp_path):
+    from eval.curve import main as curve_main, snapshots
+    from eval.runner import RunError, run
+    from eval_helpers import write_protocol
+
+    out = tmp_path / "run"
+    env = {**os.environ, "VP_BENCH_CACHE": str(tmp_path / "cache")}
+    subprocess.run(_train_cmd(demos, out, 10) + ["keep_every=5", "lr_schedule=cosine", "warmup_steps=2",
+                                                 "grad_clip=1.0"], check=True, env=env, capture_output=True)
+    assert [s for s, _ in snapshots(out)] == [5, 10]
+    a = load_file(str(out / "checkpoints" / "step_000010" / "model.safetensors"))
+    b = load_file(str(out / "checkpoints" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    proto = write_protocol(tmp_path, tasks=["reach-v3"], splits=["test"], episodes=1, max_steps=5)
+    assert curve_main([str(out), "--protocol", str(proto), "--episodes", "1", "--out", str(tmp_path / "c")]) == 0
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "step,task,episodes,successes,success_rate" and len(lines) == 3
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+    for override, words in (({"cameras": ["corner4"]}, "reads camera(s) corner2"),
+                            ({"image_size": 64}, "trained on 32-px images")):
+        bad = write_protocol(tmp_path, "bad", tasks=["reach-v3"], splits=["test"], episodes=1, max_steps=5,
+                             **override)
+        with pytest.raises(RunError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            run(bad, str(out / "checkpoints" / "last"), run_dir=tmp_path / "r", progress=False)

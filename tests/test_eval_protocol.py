@@ -31,6 +31,27 @@ def test_lite_is_cpu_sized():
     assert len(p.episodes()) == (4 * 7 + 1) * 20
 
 
+def test_lite_v2_holds_out_the_reverse_tasks_and_drops_train():
+    p = load_protocol("metaworld-lite-v2")
+    assert p.version == 2 and p.cameras == ("corner4",) and p.image_size == (96, 96)
+    assert p.held_out == ("door-close-v3", "drawer-close-v3", "window-close-v3", "handle-pull-v3")
+    assert "drawer-open-v3" in p.training_tasks  # an ML10 test task, trained on in v2
+    assert "train" not in {s.name for s in p.splits}
+    for task, split, _ in p.cells():
+        assert (split == "new_task") == (task in p.held_out)
+    assert len(p.episodes()) == (8 * 6 + 4) * 20
+
+
+def test_held_out_tasks_must_be_protocol_tasks(tmp_path):
+    path = write_protocol(tmp_path, tasks=["reach-v3", "push-v3"], splits=["test", "new_task"],
+                          held_out_tasks=["push-v3", "door-close-v3"])
+    with pytest.raises(ProtocolError, match="held_out_tasks.*door-close-v3"):
+        load_protocol(path)
+    ok = load_protocol(write_protocol(tmp_path, tasks=["reach-v3", "push-v3"], splits=["test", "new_task"],
+                                      held_out_tasks=["push-v3"]))
+    assert ok.cells() == [("reach-v3", "test", 1), ("push-v3", "new_task", 1)]
+
+
 def test_full_is_mt10_plus_held_out():
     p = load_protocol("metaworld-full")
     assert len(p.tasks) == 14 and HELD_OUT <= set(p.tasks) and p.episodes_per_cell == 50

@@ -74,7 +74,6 @@ def test_truncation_at_max_steps(make_env):
 @pytest.mark.parametrize("env_id, kwargs, message", [
     ("vp/metaworld-pick-plce-v3", {}, "unknown env id 'vp/metaworld-pick-plce-v3'"),
     ("vp/metaworld-reach-v3", {"split": "camra"}, "unknown split 'camra' for suite 'metaworld'; known: train, test, camera"),
-    ("vp/metaworld-reach-v3", {"split": "new_task"}, "only applies to the held-out tasks"),
     ("vp/metaworld-reach-v3", {"split": "camera", "level": 9}, "has levels 1..4"),
     ("vp/metaworld-reach-v3", {"cameras": ("nope",)}, "unknown camera 'nope'; this model has: topview, corner"),
     ("vp/metaworld-reach-v3", {"state": "pixels"}, "unknown state mode 'pixels'; known: proprio, full"),

@@ -116,7 +116,6 @@ def test_expert_succeeds_on_train_episodes(make_env, task):
 @pytest.mark.parametrize("env_id, kwargs, message", [
     ("vp/robosuite-Lfit", {}, "unknown env id 'vp/robosuite-Lfit'"),
     ("vp/robosuite-Lift", {"split": "camra"}, "unknown split 'camra' for suite 'robosuite'; known: train, test"),
-    ("vp/robosuite-Lift", {"split": "new_task"}, "only applies to the held-out tasks of 'robosuite': PickPlaceCan"),
     ("vp/robosuite-Lift", {"split": "position", "level": 4}, "has levels 1..3"),
     ("vp/robosuite-PickPlaceCan", {"cameras": ("sideview",)}, "unknown camera 'sideview'; this model has: frontview"),
     ("vp/robosuite-Lift", {"state": "pixels"}, "unknown state mode 'pixels'; known: proprio, full"),

@@ -118,3 +118,13 @@ def test_position_split_reports_the_true_goal(make_env):
         obs, *_, info = env.step(np.zeros(4, np.float32))
         np.testing.assert_allclose(info["privileged_state"][-3:], env.unwrapped._sim._target_pos)
         assert env.observation_space["state"].contains(obs["state"])
+
+
+def test_new_task_is_the_test_distribution_on_any_task(make_env):
+    """Which tasks are held out is a protocol's choice; the env runs new_task as test on every task."""
+    a = make_env("vp/metaworld-drawer-close-v3", split="new_task", cameras=())
+    b = make_env("vp/metaworld-drawer-close-v3", split="test", cameras=())
+    _, ia = a.reset(options={"episode": 3})
+    _, ib = b.reset(options={"episode": 3})
+    assert ia["seed"] == ib["seed"]
+    np.testing.assert_array_equal(ia["privileged_state"], ib["privileged_state"])

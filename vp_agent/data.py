@@ -86,25 +86,30 @@ class DemoDataset(torch.utils.data.Dataset):
         horizon: action steps per sample.
         tasks: keep only these tasks (default: all in the datasets).
         episodes_per_task: keep the first N episodes of each task in each directory (default: all).
+        state_source: ``state`` (the recorded observation state) or ``privileged`` (the recorded
+            ``privileged_state``: the simulator's full state, for privileged-state ceilings).
+        use_image: False skips the frames (state-only policies); ``image`` items are then empty.
     """
 
     def __init__(self, roots: list[str | Path], camera: str = "corner2", n_obs: int = 1, horizon: int = 1,
-                 tasks: list[str] | None = None, episodes_per_task: int | None = None):
+                 tasks: list[str] | None = None, episodes_per_task: int | None = None,
+                 state_source: str = "state", use_image: bool = True):
         self.camera, self.n_obs, self.horizon = camera, n_obs, horizon
+        self.use_image = use_image
         self.frames, self.states, self.actions, self.text_ids = [], [], [], []
         self.instructions: list[str] = []
 
         def check(tf):
             if not tf.attrs.get("has_actions", True):
                 raise DatasetError(f"{tf.path} is action-free video; a policy needs actions")
-            if camera not in tf.attrs["cameras"]:
+            if use_image and camera not in tf.attrs["cameras"]:
                 raise DatasetError(f"{tf.path} has cameras {tf.attrs['cameras']}, not {camera!r}")
 
         for instruction, ep in _read_episodes(roots, tasks, episodes_per_task, check):
             if instruction not in self.instructions:
                 self.instructions.append(instruction)
-            self.frames.append(ep.frames[camera])
-            self.states.append(ep.state.astype(np.float32))
+            self.frames.append(ep.frames[camera] if use_image else np.zeros((len(ep.state), 0), np.uint8))
+            self.states.append((ep.privileged_state if state_source == "privileged" else ep.state).astype(np.float32))
             self.actions.append(ep.actions.astype(np.float32))
             self.text_ids.append(self.instructions.index(instruction))
         self.manifests = {str(r): json.loads((Path(r) / "manifest.json").read_text()) for r in roots}
@@ -145,7 +150,8 @@ class DemoDataset(torch.utils.data.Dataset):
         pad = act_t >= T
         act_t = np.clip(act_t, 0, T - 1)
         item = {
-            "image": torch.from_numpy(self.frames[e][obs_t]).permute(0, 3, 1, 2),  # (n_obs, 3, H, W) uint8
+            "image": (torch.from_numpy(self.frames[e][obs_t]).permute(0, 3, 1, 2) if self.use_image
+                      else torch.zeros(len(obs_t), 0, dtype=torch.uint8)),  # (n_obs, 3, H, W) uint8
             "state": self.stats["state"].normalize(torch.from_numpy(self.states[e][obs_t])),
             "action": self.stats["action"].normalize(torch.from_numpy(self.actions[e][act_t])),
             "action_is_pad": torch.from_numpy(pad),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -59,6 +60,12 @@ class TrainConfig:
         out_dir: where checkpoints, logs and the summary go.
         tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package).
         threads: torch CPU threads (0 = torch's default).
+        lr_schedule: ``constant`` or ``cosine`` (cosine decay to zero over the stage's steps, as Diffusion
+            Policy and LeRobot train), after ``warmup_steps`` of linear warm-up.
+        warmup_steps: linear learning-rate warm-up steps (0 = none).
+        grad_clip: clip the gradient's global norm to this (None = no clipping).
+        keep_every: also keep the policy every N steps in ``checkpoints/step_<N>`` (weights only, no
+            optimiser state) for learning curves (``python -m eval.curve``); None = only ``last``.
         init_from: a stage checkpoint of another run of a multi-stage policy (``runs/x/checkpoints/vae``) to
             start from: it is copied in as this run's checkpoint of that stage, and training continues with
             the next stage (e.g. reuse one autoencoder for two video models).
@@ -78,6 +85,10 @@ class TrainConfig:
     out_dir: str = "runs/train/${policy.name}"
     tensorboard: bool = False
     threads: int = 0
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    keep_every: int | None = None
     init_from: str | None = None
 
 
@@ -87,6 +98,21 @@ for _name, _cfg in CONFIGS.items():
     cs.store(group="policy", name=_name, node=PolicyNode(name=_name, config=_cfg()))
 for _preset, (_name, _factory) in PRESETS.items():  # e.g. policy=video_policy_gpu: the paper-scale config
     cs.store(group="policy", name=_preset, node=PolicyNode(name=_name, config=_factory()))
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(step: int, steps: int, lr: float, schedule: str = "constant", warmup_steps: int = 0) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) of ``steps``: linear warm-up, then constant or
+    cosine decay to zero. A function of the step alone, so a resumed run continues on the same curve."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+    scale = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "cosine":
+        progress = max(0.0, step - warmup_steps) / max(1, steps - warmup_steps)
+        scale *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return lr * scale
 
 
 def _seed_step(seed: int, step: int) -> None:
@@ -128,7 +154,9 @@ def train(cfg) -> Path:
         dataset = cls.make_dataset(config, list(cfg.data), tasks, episodes_per_task=budget)
     else:
         dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
-                              tasks=tasks, episodes_per_task=budget)
+                              tasks=tasks, episodes_per_task=budget,
+                              state_source=getattr(config, "state_source", "state"),
+                              use_image=getattr(config, "use_image", True))
     log.info("data: %d episodes (%s per task) from %s", len(dataset.frames), budget or "all", list(cfg.data))
 
     stages = (cls.training_stages(config) if hasattr(cls, "training_stages")
@@ -253,6 +281,10 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         loss = policy(_batch(dataset, idx, device))["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(params, float(cfg.grad_clip))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, lr, cfg.get("lr_schedule", "constant"), int(cfg.get("warmup_steps", 0)))
         optimizer.step()
         if ema is not None:
             ema.step(policy.parameters())
@@ -271,6 +303,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
                 writer.add_scalar(f"train/{stage + '_' if stage else ''}loss", mean, step)
         if step % cfg.save_every == 0 or step == steps:
             _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=stage)
+        if cfg.get("keep_every") and step % int(cfg.keep_every) == 0 and stage in (None, "action"):
+            _keep(policy, ema, step, out / "checkpoints" / f"step_{step:06d}", dataset, cfg)
     bar.close()
     if final_loss is not None and losses:  # mean of the last logging window trained this session
         final_loss[stage or "last"] = float(np.mean(losses[-cfg.log_every:]))
@@ -293,7 +327,19 @@ def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None) ->
         ema.restore(policy.parameters())
 
 
-@hydra.main(version_base=None, config_name="train")
+def _keep(policy, ema, step, path, dataset, cfg) -> None:
+    """A weights-only copy of the policy as it acts at ``step`` (EMA weights where the policy has them)."""
+    if ema is not None:
+        ema.store(policy.parameters())
+        ema.copy_to(policy.parameters())
+    extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
+             "train_config": OmegaConf.to_container(cfg, resolve=True)}
+    policy.save(path, extra=extra)
+    if ema is not None:
+        ema.restore(policy.parameters())
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="train")
 def main(cfg) -> None:
     ckpt = train(cfg)
     print(f"checkpoint: {ckpt}")

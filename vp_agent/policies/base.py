@@ -69,14 +69,29 @@ class Policy(nn.Module):
         Images are random-cropped in training and centre-cropped at inference (``config.crop``); subclasses
         that use it define ``self.encoder`` (an image encoder to ``config.feature_dim``).
         """
-        b, n = batch["image"].shape[:2]
-        images = batch["image"].flatten(0, 1).float() / 255.0
-        if self.config.crop:
-            images = random_crop(images, self.config.crop) if self.training else center_crop(images, self.config.crop)
-        feats = self.encoder(images).view(b, n, -1)
+        parts = []
+        if self.uses_image:
+            b, n = batch["image"].shape[:2]
+            images = batch["image"].flatten(0, 1).float() / 255.0
+            if self.config.crop:
+                images = (random_crop(images, self.config.crop) if self.training
+                          else center_crop(images, self.config.crop))
+            parts.append(self.encoder(images).view(b, n, -1))
         if self.config.use_state:
-            feats = torch.cat([feats, batch["state"]], -1)
+            parts.append(batch["state"])
+        feats = torch.cat(parts, -1)
         return torch.cat([feats.flatten(1), batch["text"]], -1)
+
+    @property
+    def uses_image(self) -> bool:
+        """Whether the policy reads a camera (False for state-only policies such as ``bc_state``)."""
+        return bool(getattr(self.config, "use_image", True))
+
+    @property
+    def privileged(self) -> bool:
+        """True when the policy reads the simulator's full state (a ceiling, not a contender): the evaluation
+        runner then passes ``info["privileged_state"]``, which it hides from every other policy."""
+        return getattr(self.config, "state_source", "state") == "privileged"
 
     # --------------------------------------------------------------------------------------- acting
     @property
@@ -102,7 +117,7 @@ class Policy(nn.Module):
         """
         single = np.asarray(obs["state"]).ndim == 1
         if single:
-            obs = {"state": obs["state"][None], "pixels": {k: v[None] for k, v in obs["pixels"].items()}}
+            obs = {"state": obs["state"][None], "pixels": {k: v[None] for k, v in obs.get("pixels", {}).items()}}
             info = [info]
         batch_size = len(obs["state"])
         if isinstance(info, dict):
@@ -112,14 +127,22 @@ class Policy(nn.Module):
             instructions = [str(i["instruction"]) for i in info]
             slots = [int(i.get("slot", row)) for row, i in enumerate(info)]
         cameras = tuple(getattr(self.config, "cameras", ()) or (self.config.camera,))
-        if len(cameras) == 1:
+        if not self.uses_image:
+            image = np.zeros((batch_size, 0), np.uint8)
+        elif len(cameras) == 1:
             image = obs["pixels"][cameras[0]]
         else:  # several cameras: (B, cams, H, W, 3)
             image = np.stack([obs["pixels"][c] for c in cameras], axis=1)
+        if self.privileged:
+            rows = [info["privileged_state"][r] for r in range(batch_size)] if isinstance(info, dict) \
+                else [i["privileged_state"] for i in info]
+            states = np.stack([np.asarray(r, np.float32)[:self.state_dim] for r in rows])
+        else:
+            states = np.asarray(obs["state"], np.float32)
         for row, slot in enumerate(slots):
             history = self._history.setdefault(slot, deque(maxlen=self.config.n_obs))
             self._queues.setdefault(slot, deque())
-            history.append((image[row], np.asarray(obs["state"][row], np.float32)))
+            history.append((image[row], states[row]))
             while len(history) < self.config.n_obs:  # episode start: repeat the first frame
                 history.appendleft(history[0])
         need = [row for row, slot in enumerate(slots) if not self._queues[slot]]

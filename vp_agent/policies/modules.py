@@ -60,6 +60,17 @@ class ImageEncoder(nn.Module):
         return self.head(self.trunk(images * 2 - 1))
 
 
+STATE_SOURCES = ("state", "privileged")
+
+
+def check_observation_config(config) -> None:
+    """Shared checks of what a policy reads: an image, a state, or both."""
+    if config.state_source not in STATE_SOURCES:
+        raise ValueError(f"unknown state_source {config.state_source!r}; known: {', '.join(STATE_SOURCES)}")
+    if not (config.use_image or config.use_state):
+        raise ValueError("a policy must read something: set use_image or use_state")
+
+
 def random_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """Independent random ``size`` x ``size`` crops of (B, C, H, W) images (DP's augmentation)."""
     b, _, h, w = images.shape

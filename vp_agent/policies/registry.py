@@ -1,5 +1,6 @@
 """Policy name -> class. A new policy adds its folder and one line here."""
 
+from vp_agent.policies.bc.configuration_bc import BCConfig
 from vp_agent.policies.bc.modeling_bc import BCPolicy
 from vp_agent.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from vp_agent.policies.video_policy.configuration_video_policy import video_policy_gpu
@@ -9,4 +10,11 @@ POLICIES = {cls.name: cls for cls in (BCPolicy, DiffusionPolicy, VideoPolicy)}
 CONFIGS = {name: cls.config_class for name, cls in POLICIES.items()}
 # Named presets of a policy's config, selectable like a policy (``vp-train policy=video_policy_gpu``):
 # preset -> (policy name, config factory).
-PRESETS = {"video_policy_gpu": ("video_policy", video_policy_gpu)}
+def bc_state() -> BCConfig:
+    """``bc_state``: BC on the simulator's full (privileged) state, no image: the learnability ceiling of a
+    task and recipe. If it cannot solve a task from the demos, the recipe or the task is broken, not
+    perception."""
+    return BCConfig(use_image=False, state_source="privileged", crop=0)
+
+
+PRESETS = {"video_policy_gpu": ("video_policy", video_policy_gpu), "bc_state": ("bc", bc_state)}

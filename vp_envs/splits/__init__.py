@@ -36,7 +36,10 @@ class Split:
         description: what the split changes and by how much, in words.
         seed_group: seeds are drawn from this group; shift splits share ``test``'s group so that their
             episode ``i`` starts from the same state as ``test``'s episode ``i``.
-        tasks: tasks the split is valid for, or ``None`` for every task of the suite.
+        tasks: for a split that runs on held-out tasks only (``new_task``), the suite's default held-out tasks;
+            ``None`` for every other split. An env accepts any task under any split (``new_task`` is the
+            ``test`` distribution); which tasks are held out of training is a protocol's choice
+            (``held_out_tasks`` in ``eval/protocols/*.yaml``, defaulting to this list).
         levels: graded factor settings, weakest first; a split without levels has one implicit level.
         default_level: the level used when none is given (1-based).
     """
@@ -88,12 +91,6 @@ class SuiteSplits:
             )
         return self.splits[name]
 
-    def check_task(self, split: Split, task: str) -> None:
-        if split.tasks is not None and task not in split.tasks:
-            raise ValueError(
-                f"split {split.name!r} only applies to the held-out tasks of {self.suite!r}: "
-                f"{', '.join(split.tasks)}; got task {task!r}"
-            )
 
 
 def _parse(raw: dict[str, Any], source: str) -> SuiteSplits:

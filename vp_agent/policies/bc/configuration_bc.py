@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vp_agent.policies.modules import check_observation_config
+
 
 @dataclass
 class BCConfig:
@@ -11,7 +13,11 @@ class BCConfig:
 
     Attributes:
         camera: camera key the policy sees.
-        use_state: feed the robot state (proprioception) beside the image.
+        use_image: read the camera (False: a state-only policy; with ``state_source="privileged"`` it is the
+            privileged-state ceiling ``bc_state``: what the recipe learns from the simulator's full state).
+        use_state: feed the robot state beside the image.
+        state_source: ``state`` (the env's observation, proprioception by default) or ``privileged`` (the
+            simulator's full state from ``info["privileged_state"]``; a reference, never a contender).
         text_encoder: name of the task-text encoder (``minilm`` | ``hashing``).
         n_obs: observation steps in (1: robomimic's BC is Markovian).
         horizon: actions predicted per call (1: plain per-step BC).
@@ -24,7 +30,9 @@ class BCConfig:
     """
 
     camera: str = "corner2"
+    use_image: bool = True
     use_state: bool = True
+    state_source: str = "state"
     text_encoder: str = "minilm"
     n_obs: int = 1
     horizon: int = 1
@@ -40,5 +48,6 @@ class BCConfig:
         if not 1 <= self.n_action_steps <= self.horizon - self.n_obs + 1:
             raise ValueError(f"n_action_steps must be in 1..horizon-n_obs+1 = {self.horizon - self.n_obs + 1}; "
                              f"got {self.n_action_steps}")
+        check_observation_config(self)
         if self.text_encoder not in ("minilm", "hashing"):
             raise ValueError(f"unknown text_encoder {self.text_encoder!r}; known: minilm, hashing")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vp_agent.policies.modules import check_observation_config
+
 
 @dataclass
 class DiffusionConfig:
@@ -12,7 +14,7 @@ class DiffusionConfig:
     Paper defaults are kept where they fit a 2-core CPU; the others say what the paper used.
 
     Attributes:
-        camera, use_state, text_encoder: as in BC.
+        camera, use_image, use_state, state_source, text_encoder: as in BC.
         n_obs: observation steps (paper: 2).
         horizon: predicted action steps (paper: 16).
         n_action_steps: executed before replanning (paper: 8).
@@ -28,7 +30,9 @@ class DiffusionConfig:
     """
 
     camera: str = "corner2"
+    use_image: bool = True
     use_state: bool = True
+    state_source: str = "state"
     text_encoder: str = "minilm"
     n_obs: int = 2
     horizon: int = 16
@@ -53,5 +57,6 @@ class DiffusionConfig:
         if self.horizon % factor:
             raise ValueError(f"horizon must be divisible by {factor} for down_dims {tuple(self.down_dims)}; "
                              f"got {self.horizon}")
+        check_observation_config(self)
         if self.text_encoder not in ("minilm", "hashing"):
             raise ValueError(f"unknown text_encoder {self.text_encoder!r}; known: minilm, hashing")

@@ -21,8 +21,9 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, config: DiffusionConfig, stats, state_dim: int, action_dim: int):
         super().__init__(config, stats, state_dim, action_dim)
-        self.encoder = ImageEncoder(tuple(config.encoder_channels), out_dim=config.feature_dim)
-        cond_dim = config.n_obs * (config.feature_dim + (state_dim if config.use_state else 0)) + self.text_encoder.dim
+        self.encoder = (ImageEncoder(tuple(config.encoder_channels), out_dim=config.feature_dim)
+                        if config.use_image else None)
+        cond_dim = config.n_obs * (config.feature_dim * config.use_image + (state_dim if config.use_state else 0)) + self.text_encoder.dim
         self.unet = ConditionalUnet1D(action_dim, cond_dim, tuple(config.down_dims), config.kernel_size,
                                       config.step_embed_dim)
         schedule = dict(num_train_timesteps=config.num_train_timesteps, beta_schedule="squaredcos_cap_v2",
