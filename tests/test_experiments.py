@@ -56,3 +56,27 @@ def test_every_recipe_builds_its_policy_config(method, camera):
         cfg = compose("train", overrides=[f"policy={method}", *recipe_overrides(method, camera)])
     config = POLICIES[method].config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
     assert config.camera == (camera or "corner2")
+
+
+def test_every_recipe_composes_into_a_valid_training_config():
+    """`vp-train +recipe=<name>`: each file of vp_agent/conf/recipe builds its policy's config."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import vp_agent.train  # noqa: F401  (registers the structured configs)
+    from vp_agent.policies.registry import POLICIES
+
+    names = sorted(p.stem for p in (Path(vp_agent.train.__file__).parent / "conf" / "recipe").glob("*.yaml"))
+    assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2"} <= set(names)
+    with initialize_config_module(config_module="vp_agent.conf", version_base=None):
+        for name in names:
+            cfg = compose(config_name="train", overrides=[f"+recipe={name}", "data=[x]"])
+            policy = POLICIES[cfg.policy.name]
+            config = policy.config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
+            assert cfg.lr_schedule == "cosine", name
+            if name.startswith("bc-state"):
+                assert not config.use_image and config.state_source == "privileged"
+            else:
+                assert config.camera == "corner4" and config.crop == 0
