@@ -582,7 +582,8 @@ def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Keep the groups that hold every episode of their protocol; describe the others.
 
     A run still in progress (or killed) would otherwise be ranked on the splits it happened to finish.
-    The expected count is the shipped protocol's episode list when its hash matches, else the largest
+    The expected count is the shipped protocol's episode list when its hash matches, else the protocol's
+    episode count its run recorded (``protocol_episodes_total`` in ``manifest.json``), else the largest
     group of the same protocol hash.
     """
     from eval.protocol import ProtocolError, load_protocol
@@ -597,6 +598,12 @@ def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                 expected = len(proto.episodes())
         except (ProtocolError, FileNotFoundError):
             pass
+        for source in g["source"].unique():  # what the run itself knew of its protocol
+            try:
+                recorded = json.loads((Path(source).parent / "manifest.json").read_text())["protocol_episodes_total"]
+                expected = max(expected, int(recorded))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         if len(g) >= expected:
             keep.append(g)
         else:

@@ -228,6 +228,7 @@ class Runner:
             "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash,
                        "training": getattr(self.policy, "training", None)},
             "episodes_total": len(self.episodes),
+            "protocol_episodes_total": len(self.protocol.episodes()),  # > episodes_total: a partial run
             "sessions": sessions + [session],
         })
         text = json.dumps(manifest, indent=2, default=str) + "\n"

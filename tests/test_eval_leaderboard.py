@@ -228,3 +228,22 @@ def test_readme_is_a_door_not_a_report():
     """The README stays short: what it is, two commands, one generated table, links (detail lives in docs/)."""
     root = Path(__file__).resolve().parents[1]
     assert len((root / "README.md").read_bytes()) <= 15_000
+
+
+def test_a_partial_run_of_an_unshipped_protocol_is_not_ranked_when_it_is_the_only_run(tmp_path):
+    """Without a complete run beside it, the largest group of a protocol hash is the partial run itself; the
+    run's manifest says how many episodes its protocol has."""
+    import json
+
+    from eval.leaderboard import complete_runs, load_rows
+
+    results = tmp_path / "results"
+    run_dir = results / "runs" / "part"
+    run_dir.mkdir(parents=True)
+    fake_rows("gamma", {"test": [1, 1, 0, 0]}).to_parquet(run_dir / "episodes.parquet")
+    (run_dir / "manifest.json").write_text(json.dumps({"episodes_total": 4, "protocol_episodes_total": 8}))
+    kept, notes = complete_runs(load_rows(results))
+    assert kept.empty and notes and "4 of 8 episodes" in notes[0]
+    (run_dir / "manifest.json").write_text(json.dumps({"episodes_total": 4, "protocol_episodes_total": 4}))
+    kept, notes = complete_runs(load_rows(results))
+    assert len(kept) == 4 and not notes
