@@ -121,3 +121,26 @@ def test_simulator_envs_still_default_to_egl():
     backend = _fresh_python("from vp_envs.robosuite_env import list_tasks; import mujoco.gl_context as g; "
                             "print(g.GLContext.__module__)")
     assert backend == "mujoco.egl"
+
+
+@pytest.mark.parametrize("env_id", ["vp/metaworld-reach-v3", "vp/robosuite-Lift"])
+def test_gym_make_honours_max_episode_steps(env_id):
+    """gym.make takes max_episode_steps for its TimeLimit wrapper; the env must not cut the episode earlier."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, cameras=(), max_episode_steps=7)
+    try:
+        env.reset(seed=0)
+        flags = [env.step(env.action_space.sample() * 0)[3] for _ in range(7)]
+        assert flags == [False] * 6 + [True]
+        assert gym.spec(env_id).max_episode_steps == 500  # the registered default
+        assert env.unwrapped.max_episode_steps is None  # no limit of its own under gym.make
+    finally:
+        env.close()
+    long = gym.make("vp/metaworld-reach-v3", cameras=(), max_episode_steps=501)
+    try:
+        long.reset(seed=0)
+        assert not any(long.step(np.zeros(4))[3] for _ in range(500))  # the env's old 500-step cut is gone
+        assert long.step(np.zeros(4))[3]
+    finally:
+        long.close()

@@ -40,6 +40,7 @@ SUITES = ("metaworld", "robosuite")
 #   2: the render copy takes every model array from the simulation at each reset
 #      (vp_envs.rendering.SceneRenderer.reset_visuals).
 RENDER_VERSION = 2
+DEFAULT_MAX_EPISODE_STEPS = 500  # gym.make's TimeLimit, and vp_envs.make's own limit, unless told otherwise
 # Rows and datasets of these suites made before RENDER_VERSION 2 carry the defect described above.
 RENDER_V1_DEFECT_SUITES = ("metaworld",)
 
@@ -106,8 +107,11 @@ def register_all() -> None:
         if env_id in gym.registry:
             continue
         suite, task = parse_env_id(env_id)
-        gym.register(id=env_id, entry_point=_entry_point, kwargs={"suite": suite, "task": task},
-                     disable_env_checker=False)
+        # The step limit belongs to Gymnasium's TimeLimit wrapper (as for every MuJoCo env), so that
+        # gym.make(id, max_episode_steps=N) is honoured; the env itself then has no limit of its own.
+        gym.register(id=env_id, entry_point=_entry_point,
+                     kwargs={"suite": suite, "task": task, "max_episode_steps": None},
+                     max_episode_steps=DEFAULT_MAX_EPISODE_STEPS, disable_env_checker=False)
 
 
 register_all()

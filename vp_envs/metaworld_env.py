@@ -24,6 +24,7 @@ TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
 # Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
 ROBOT_ROOTS = ("base", "mocap")
 MAX_POSITION_REDRAWS = 100
+NO_LIMIT = 2**31 - 1  # Meta-World's own step limit when max_episode_steps is None (a TimeLimit wrapper's job)
 STATE_LIMIT = 10.0  # metres / unit quaternion entries never get near this
 
 
@@ -81,7 +82,8 @@ class MetaWorldEnv(gym.Env):
 
     ## Reward and episode end
     Meta-World's v2 dense reward. ``terminated`` is True at success when ``terminate_on_success``;
-    ``truncated`` after ``max_episode_steps``.
+    ``truncated`` after ``max_episode_steps`` (500 by default; ``None``: never, as ``gymnasium.make`` builds it,
+    leaving the limit to its ``TimeLimit`` wrapper, so ``gym.make(id, max_episode_steps=700)`` runs 700 steps).
 
     ## Info
     ``success`` (bool), ``instruction``, ``task``, ``split``, ``level``, ``seed`` and ``privileged_state``
@@ -106,7 +108,7 @@ class MetaWorldEnv(gym.Env):
 
     def __init__(self, task: str, split: str = "train", level: int | None = None,
                  cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS, width: int = 64, height: int = 64,
-                 state: str = "proprio", max_episode_steps: int = 500, terminate_on_success: bool = False,
+                 state: str = "proprio", max_episode_steps: int | None = 500, terminate_on_success: bool = False,
                  render_options: RenderOptions | dict | None = None, render_mode: str | None = None):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
@@ -120,8 +122,8 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(f"unknown state mode {state!r}; known: proprio, full")
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise ValueError(f"width and height must be positive ints; got {width!r} x {height!r}")
-        if int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive; got {max_episode_steps!r}")
+        if max_episode_steps is not None and int(max_episode_steps) <= 0:
+            raise ValueError(f"max_episode_steps must be positive (or None: no limit); got {max_episode_steps!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r}; known: rgb_array")
         if isinstance(render_options, dict):
@@ -132,7 +134,7 @@ class MetaWorldEnv(gym.Env):
         self.instruction = tasks[task]
         self.cameras = tuple(cameras)
         self.state_mode = state
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
 
@@ -142,7 +144,7 @@ class MetaWorldEnv(gym.Env):
         self._sim._set_task_called = True
         self._sim._freeze_rand_vec = False
         self._sim.seeded_rand_vec = True
-        self._sim.max_path_length = max(self._sim.max_path_length, self.max_episode_steps)
+        self._sim.max_path_length = max(self._sim.max_path_length, self.max_episode_steps or NO_LIMIT)
         self._train_space = (self._sim._random_reset_space.low.copy(),
                              self._sim._random_reset_space.high.copy())
         position = self.factors.get("object_position")
@@ -205,7 +207,7 @@ class MetaWorldEnv(gym.Env):
         self._steps += 1
         success = bool(sim_info.get("success", 0.0) > 0)
         terminated = success and self.terminate_on_success
-        truncated = self._steps >= self.max_episode_steps and not terminated
+        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps and not terminated
         return self._observation(), float(reward), terminated, truncated, self._info(success)
 
     def render(self):

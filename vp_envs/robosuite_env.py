@@ -241,7 +241,7 @@ class RobosuiteEnv(gym.Env):
 
     def __init__(self, task: str, split: str = "train", level: int | None = None,
                  cameras: tuple[str, ...] | list[str] | None = None, width: int = 64, height: int = 64,
-                 state: str = "proprio", max_episode_steps: int = 500, terminate_on_success: bool = False,
+                 state: str = "proprio", max_episode_steps: int | None = 500, terminate_on_success: bool = False,
                  render_options: RenderOptions | dict | None = None, render_mode: str | None = None):
         tasks = task_instructions()
         if task not in tasks:
@@ -253,8 +253,8 @@ class RobosuiteEnv(gym.Env):
             raise ValueError(f"unknown state mode {state!r}; known: proprio, full")
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise ValueError(f"width and height must be positive ints; got {width!r} x {height!r}")
-        if int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive; got {max_episode_steps!r}")
+        if max_episode_steps is not None and int(max_episode_steps) <= 0:
+            raise ValueError(f"max_episode_steps must be positive (or None: no limit); got {max_episode_steps!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r}; known: rgb_array")
         if isinstance(render_options, dict):
@@ -266,7 +266,7 @@ class RobosuiteEnv(gym.Env):
         self.instruction = tasks[task]
         self.cameras = (spec["camera"],) if cameras is None else tuple(cameras)
         self.state_mode = state
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
 
@@ -274,7 +274,7 @@ class RobosuiteEnv(gym.Env):
         self._sim = robosuite.make(
             task, robots=ROBOT, controller_configs=load_controller(controller="BASIC", robot=ROBOT),
             has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False, control_freq=CONTROL_FREQ,
-            horizon=self.max_episode_steps, ignore_done=True,  # episode ends are ours
+            horizon=self.max_episode_steps or 2**31 - 1, ignore_done=True,  # episode ends are ours
             # A hard reset rebuilds the XML and the MjModel every episode (1-5 s) and would orphan the renderer's copy.
             hard_reset=False, reward_shaping=True, seed=CONSTRUCTION_SEED)
         self._model = self._sim.sim.model._model
@@ -339,7 +339,7 @@ class RobosuiteEnv(gym.Env):
         self._steps += 1
         success = bool(self._sim._check_success())
         terminated = success and self.terminate_on_success
-        truncated = self._steps >= self.max_episode_steps and not terminated
+        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps and not terminated
         return self._observation(), float(reward), terminated, truncated, self._info(success)
 
     def render(self):
