@@ -202,7 +202,7 @@ class RobosuiteEnv(gym.Env):
 
     ## Action space
     ``Box(-1, 1, (7,), float32)``: robosuite's OSC pose controller in delta mode, in the robot base frame (aligned
-    with the world here): position delta (x, y, z; 1 = 5 cm), rotation delta as an axis-angle vector (1 = 0.5
+    with the world here): position delta (x, y, z; 1 = a 5 cm target offset for the OSC controller: the hand moves about 1.25 cm per step at a sustained +1, measured), rotation delta as an axis-angle vector (1 = 0.5
     rad) and gripper (-1 open, +1 close). robosuite's own convention (``BASIC`` composite controller), unchanged.
 
     ## Observation space

@@ -5,7 +5,7 @@
 env or on one slot of a vectorised env alike (one expert per slot). Each expert is a small state machine
 (approach, descend, grasp, ...); it restarts its plan whenever the state's step counter is 0, i.e. after a reset.
 
-Actions follow the env's convention: position delta (1 = 5 cm) and axis-angle rotation delta (1 = 0.5 rad) in
+Actions follow the env's convention: position delta (1 = a 5 cm controller target offset, about 1.25 cm of motion per step) and axis-angle rotation delta (1 = 0.5 rad) in
 the robot base frame, which is aligned with the world in these tasks, and the gripper (-1 open, +1 close).
 """
 
