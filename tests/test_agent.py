@@ -279,3 +279,11 @@ def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is
                              **override)
         with pytest.raises(RunError, match=words.replace("(", r"\(").replace(")", r"\)")):
             run(bad, str(out / "checkpoints" / "last"), run_dir=tmp_path / "r", progress=False)
+
+
+def test_vp_train_on_a_folder_that_is_not_a_dataset_says_so_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vp_agent.train", "policy=bc", f"data=[{tmp_path}]", "steps=1",
+                           f"out_dir={tmp_path / 'out'}"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "OpenGL" not in line]
+    assert lines == [f"vp-train: error: {tmp_path} is not a dataset directory: {tmp_path}/manifest.json is missing"]

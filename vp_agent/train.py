@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from vp_agent.data import DemoDataset
 from vp_agent.policies.base import CheckpointError, load_policy
 from vp_agent.policies.registry import CONFIGS, POLICIES, PRESETS
+from vp_envs.dataset import DatasetError
 
 log = logging.getLogger("vp-train")
 
@@ -341,7 +343,11 @@ def _keep(policy, ema, step, path, dataset, cfg) -> None:
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")
 def main(cfg) -> None:
-    ckpt = train(cfg)
+    try:
+        ckpt = train(cfg)
+    except (DatasetError, CheckpointError, ValueError) as exc:  # bad input: one line, exit 2 (as vp-eval)
+        print(f"vp-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"checkpoint: {ckpt}")
 
 
