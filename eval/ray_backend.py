@@ -1,6 +1,9 @@
 """``backend=ray``: the protocol's (task, split, level) cells fanned out as Ray tasks.
 
-UNTESTED: Ray is not installed on the reference machines (``pip install ray`` to use this). Each cell runs
+Install it with ``pip install -e ".[ray]"``; tested on a local Ray instance (``tests/test_ray_backend.py``:
+the same rows as the local runner, and resume after the driver and its workers are killed). On an existing
+cluster, ``ray start --head`` on one machine, ``ray start --address=<head>:6379`` on the others, then run
+``vp-eval ... backend=ray`` with ``RAY_ADDRESS=<head>:6379`` (``ray.init`` reads it). Each cell runs
 as one Ray task with the local :class:`~eval.runner.Runner` (``vector="sync"``, one slot: on a cluster the
 parallelism is across tasks) writing into ``<run_dir>/shards/<task>__<split>__L<level>/``; the driver
 merges every shard's rows into ``<run_dir>/episodes.parquet`` as cells finish. Resume works per shard, so a
@@ -10,6 +13,7 @@ rerun skips finished episodes as the local backend does. The policy is rebuilt f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -41,8 +45,10 @@ def run_ray(protocol: Protocol, policy: Policy, run_dir: Path, num_envs: int = 2
 
     if type(policy).__module__ != "eval.policies" and not policy.spec:
         raise RunError("backend=ray rebuilds the policy from its spec in each worker; give a spec string")
-    if not ray.is_initialized():
-        ray.init()
+    if not ray.is_initialized():  # RAY_ADDRESS set: join that cluster; unset: start a local instance
+        num_cpus = os.environ.get("RAY_NUM_CPUS")
+        ray.init(include_dashboard=False, log_to_driver=False,
+                 **({"num_cpus": int(num_cpus)} if num_cpus and not os.environ.get("RAY_ADDRESS") else {}))
     remote = ray.remote(_cell_task)
     run_dir.mkdir(parents=True, exist_ok=True)
     pending = {}
