@@ -165,13 +165,31 @@ class RandomPolicy(Policy):
 
 
 class CallablePolicy(Policy):
-    """Adapter for any per-env callable ``(obs, info) -> action``: looped over the batch."""
+    """Adapter for any per-env callable ``(obs, info) -> action``.
 
-    def __init__(self, fn: Callable, spec: str, checkpoint_hash: str):
-        self.fn, self.spec, self.checkpoint_hash = fn, spec, checkpoint_hash
+    With a ``factory`` (``py:<module>:<factory>``), every env slot gets its own callable, made afresh at the
+    start of each episode: a stateful callable (one that keeps a history or an action queue) can neither mix
+    slots nor carry state from one episode into the next."""
+
+    def __init__(self, fn: Callable, spec: str, checkpoint_hash: str, factory: Callable | None = None):
+        self.fn, self.spec, self.checkpoint_hash, self.factory = fn, spec, checkpoint_hash, factory
+        self._fns: dict[int, Callable] = {}
+
+    def reset(self, env_ids=None):
+        if env_ids is None:
+            self._fns = {}
+        for i in env_ids or ():
+            self._fns.pop(int(i), None)
+
+    def _fn(self, slot: int) -> Callable:
+        if self.factory is None:
+            return self.fn
+        if slot not in self._fns:
+            self._fns[slot] = self.factory()
+        return self._fns[slot]
 
     def act(self, obs, infos):
-        return np.stack([np.asarray(self.fn(index_obs(obs, i), info), np.float32)
+        return np.stack([np.asarray(self._fn(int(info.get("slot", i)))(index_obs(obs, i), info), np.float32)
                          for i, info in enumerate(infos)])
 
 
@@ -269,7 +287,7 @@ def _load_py(spec: str) -> Policy:
         made.checkpoint_hash = made.checkpoint_hash or digest
         return made
     if callable(made):
-        return CallablePolicy(made, spec, digest)
+        return CallablePolicy(made, spec, digest, factory=getattr(module, attr))
     raise PolicySpecError(f"policy {spec!r}: {attr}() returned {type(made).__name__}; expected an "
                           f"eval.policies.Policy or a callable (obs, info) -> action")
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 
 import numpy as np
 import pytest
@@ -287,3 +288,28 @@ def test_vp_train_on_a_folder_that_is_not_a_dataset_says_so_in_one_line(tmp_path
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "OpenGL" not in line]
     assert lines == [f"vp-train: error: {tmp_path} is not a dataset directory: {tmp_path}/manifest.json is missing"]
+
+
+def test_a_failed_batched_act_leaves_the_history_as_it_was(demos):
+    """The runner retries a batch that raised slot by slot; the retry must not see the observation twice."""
+    policy, ds = _policy(demos, "diffusion")
+    policy.eval()
+    env = vp_envs.make("vp/metaworld-reach-v3", split="test", width=32, height=32)
+    obs_a, info = env.reset(options={"episode": 0})
+    obs_b, *_ = env.step(np.ones(4, np.float32))
+    env.close()
+    both = lambda o: {"state": np.stack([o["state"]] * 2),  # noqa: E731
+                      "pixels": {k: np.stack([v] * 2) for k, v in o["pixels"].items()}}
+    infos = [{"instruction": info["instruction"], "slot": s} for s in (0, 1)]
+    policy.act(both(obs_a), infos)
+    policy._queues = {0: deque(), 1: deque()}  # force a new chunk at the next call
+    real = policy.predict_action_chunk
+    policy.predict_action_chunk = lambda batch: (_ for _ in ()).throw(RuntimeError("batch too big")) \
+        if len(batch["state"]) > 1 else real(batch)
+    with pytest.raises(RuntimeError):
+        policy.act(both(obs_b), infos)
+    policy.act({"state": obs_b["state"][None], "pixels": {k: v[None] for k, v in obs_b["pixels"].items()}},
+               [infos[0]])
+    frames = [h[0] for h in policy._history[0]]
+    assert len(frames) == 2
+    assert np.array_equal(frames[0], obs_a["pixels"]["corner2"]) and np.array_equal(frames[1], obs_b["pixels"]["corner2"])

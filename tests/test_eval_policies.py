@@ -137,3 +137,31 @@ def test_expert_keeps_one_staged_expert_per_slot():
     assert a is not b and policy._expert(0, "robosuite", "Stack") is a
     policy.reset([0])
     assert policy._expert(0, "robosuite", "Stack") is not a and policy._expert(1, "robosuite", "Stack") is b
+
+
+def test_a_py_factory_gives_each_slot_and_episode_its_own_callable(tmp_path, monkeypatch):
+    """A stateful callable (here: it remembers the first episode it saw) must not be shared across slots
+    or carried into the next episode."""
+    from eval.runner import run
+    from eval_helpers import write_protocol
+
+    (tmp_path / "stateful_policy_mod.py").write_text(
+        "import numpy as np\n"
+        "SEEN = []\n"
+        "def make():\n"
+        "    mine = []\n"
+        "    SEEN.append(mine)\n"
+        "    def act(obs, info):\n"
+        "        mine.append((info['slot'], info['episode']))\n"
+        "        return np.zeros(4, np.float32)\n"
+        "    return act\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    mod = importlib.import_module("stateful_policy_mod")
+    rows = run(write_protocol(tmp_path, splits=["test"], episodes=4, max_steps=3), "py:stateful_policy_mod:make",
+               run_dir=tmp_path / "r", num_envs=2, vector="sync", progress=False, videos_per_cell=0)
+    assert len(rows) == 4
+    used = [calls for calls in mod.SEEN if calls]
+    assert len(used) == 4  # one callable per (slot, episode)
+    assert all(len(set(calls)) == 1 and len(calls) == 3 for calls in used)

@@ -139,6 +139,8 @@ class Policy(nn.Module):
             states = np.stack([np.asarray(r, np.float32)[:self.state_dim] for r in rows])
         else:
             states = np.asarray(obs["state"], np.float32)
+        saved = {slot: deque(self._history[slot], maxlen=self.config.n_obs) for slot in slots
+                 if slot in self._history}  # restored if the prediction raises: a retry must not see obs twice
         for row, slot in enumerate(slots):
             history = self._history.setdefault(slot, deque(maxlen=self.config.n_obs))
             self._queues.setdefault(slot, deque())
@@ -148,8 +150,16 @@ class Policy(nn.Module):
         need = [row for row, slot in enumerate(slots) if not self._queues[slot]]
         if need:
             self._chunk_slots = [slots[r] for r in need]  # which env slots this chunk is for
-            chunk = self.predict_action_chunk(self._make_batch([slots[r] for r in need],
-                                                               [instructions[r] for r in need]))
+            try:
+                chunk = self.predict_action_chunk(self._make_batch([slots[r] for r in need],
+                                                                   [instructions[r] for r in need]))
+            except Exception:
+                for slot in slots:
+                    if slot in saved:
+                        self._history[slot] = saved[slot]
+                    else:
+                        self._history.pop(slot, None)
+                raise
             actions = self.stats["action"].unnormalize(chunk).cpu().numpy()
             start = self.config.n_obs - 1
             for k, row in enumerate(need):
