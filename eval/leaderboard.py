@@ -215,7 +215,42 @@ def headline(rows: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline}
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "metaworld_image_diffusion_policy.csv"
+
+
+def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
+                   published: Path | None = PUBLISHED) -> str:
+    """``test`` success % per training task of ``protocol`` for each complete run (method, checkpoint), with
+    the published per-task numbers of image-based Diffusion Policy beside them (``results/published/``)."""
+    complete, _ = complete_runs(rows[rows["protocol"] == protocol]) if not rows.empty else (rows, [])
+    if complete.empty:
+        return f"No complete runs on {protocol} yet.\n"
+    ok = complete["success"].astype(bool) & (complete["error"].fillna("") == "")
+    test = complete.assign(ok=ok)[complete["split"] == REFERENCE_SPLIT]
+    tasks = list(dict.fromkeys(test["task"]))
+    ref = {}
+    if published is not None and Path(published).is_file():
+        pub = pd.read_csv(published)
+        ref = dict(zip(pub["task"], pub["success_rate"]))
+    runs = []
+    for (policy, ckpt), g in test.groupby(["policy", "checkpoint_hash"], sort=True):
+        method = str(g["method"].iloc[0]) if "method" in g else ""
+        name = method if policy in ("expert", "random") else f"{method} ({ckpt[:8]})"
+        runs.append((g["ok"].mean(), name, g.groupby("task")["ok"].mean()))
+    runs.sort(key=lambda r: -r[0])
+    header = ["task"] + [name for _, name, _ in runs] + ["published image DP (10 demos)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        cells = [_pct(by_task.get(task)) for _, _, by_task in runs]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {_pct(ref.get(task))} |")
+    mean_ref = [ref[t] for t in tasks if t in ref]
+    lines.append("| **all** | " + " | ".join(f"**{_pct(rate)}**" for rate, _, _ in runs)
+                 + f" | {_pct(sum(mean_ref) / len(mean_ref)) if mean_ref else ''} (of {len(mean_ref)} tasks) |")
+    return "\n".join(lines) + "\n"
+
+
+README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline,
+                 "v2-per-task": per_task_table}
 
 
 def readme_block(name: str, rows: pd.DataFrame) -> str:
@@ -634,6 +669,11 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
                  + body)
     text += sample_efficiency(all_rows, out)
     text += video_vs_success(all_rows, out)
+    if (all_rows["protocol"] == "metaworld-lite-v2").any() if not all_rows.empty else False:
+        text += ("\n# metaworld-lite-v2 per task, beside published numbers\n\n`test` success (%) per task of each "
+                 "complete run, and image-based Diffusion Policy's published per-task success (Ze et al. 2024, "
+                 "Table XVIII; 10 demos, its own camera and training; `results/published/`).\n\n"
+                 + per_task_table(all_rows))
     text += render_fix_comparison(all_rows)
     text += same_as_test_markdown(same_as_test(all_rows))
     atomic_write_bytes(out / "LEADERBOARD.md", lambda tmp: tmp.write_text(text))

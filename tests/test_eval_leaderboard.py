@@ -247,3 +247,14 @@ def test_a_partial_run_of_an_unshipped_protocol_is_not_ranked_when_it_is_the_onl
     (run_dir / "manifest.json").write_text(json.dumps({"episodes_total": 4, "protocol_episodes_total": 4}))
     kept, notes = complete_runs(load_rows(results))
     assert len(kept) == 4 and not notes
+
+
+def test_per_task_table_puts_published_numbers_beside_each_run(tmp_path):
+    from eval.leaderboard import per_task_table
+
+    rows = fake_rows("alpha", {"test": [1, 1, 0, 1], "camera": [0, 0, 0, 0]})
+    rows["source"], rows["method"] = "x", "bc"
+    published = tmp_path / "pub.csv"
+    published.write_text("task,success_rate\nreach-v3,0.18\n")
+    table = per_task_table(rows, protocol="toy", published=published)
+    assert "| reach-v3 | 75 | 18 |" in table and "| **all** | **75** | 18 (of 1 tasks) |" in table
