@@ -94,7 +94,7 @@ def run_method(run_dir: Path, policy: str) -> str:
         training = {}
     method = training.get("method")
     if method:
-        return str(method)
+        return str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
     try:  # runs made before the record had the method: read the checkpoint's own config
         from eval.policies import checkpoint_method
 
@@ -458,7 +458,8 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
         except (OSError, ValueError, KeyError):
             continue
         g = g[g["split"] == split]
-        if not training or training.get("action_free_data") or not training.get("episodes_per_task") or g.empty:
+        if (not training or training.get("action_free_data") or training.get("image_ablation")
+                or not training.get("episodes_per_task") or g.empty):
             continue
         ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
         out.append({"protocol": g["protocol"].iloc[0], "protocol_version": int(g["protocol_version"].iloc[0]),

@@ -134,6 +134,33 @@ class ExpertPolicy(Policy):
             index_obs(obs, i), info) for i, info in enumerate(infos)])
 
 
+IMAGE_ABLATIONS = ("constant",)
+
+
+class ImageAblation(Policy):
+    """A policy shown a constant mid-grey image instead of every camera frame (``vp-eval ...
+    image_ablation=constant``): does it read the image? Its rows carry the spec ``<spec>#constant-image`` and
+    the same checkpoint hash, so the leaderboard shows them as their own row beside the policy's."""
+
+    def __init__(self, policy: Any, mode: str = "constant"):
+        if mode not in IMAGE_ABLATIONS:
+            raise PolicySpecError(f"unknown image_ablation {mode!r}; known: {', '.join(IMAGE_ABLATIONS)}")
+        self.inner, self.mode = policy, mode
+        self.spec = f"{policy.spec}#{mode}-image"
+        self.checkpoint_hash = policy.checkpoint_hash
+        self.privileged = getattr(policy, "privileged", False)
+        self.config = getattr(policy, "config", None)
+        training = getattr(policy, "training", None)
+        self.training = {**training, "image_ablation": mode} if isinstance(training, dict) else training
+
+    def reset(self, env_ids=None):
+        self.inner.reset(env_ids)
+
+    def act(self, obs, infos):
+        pixels = {k: np.full_like(v, 128) for k, v in obs.get("pixels", {}).items()}
+        return self.inner.act({**obs, "pixels": pixels}, infos)
+
+
 class RandomPolicy(Policy):
     """Uniform random actions. Each episode's generator is seeded by the episode's seed (and a fixed salt),
     so the actions depend only on the episode, never on the slot or on how many envs run at once. Shift

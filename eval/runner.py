@@ -478,10 +478,12 @@ def default_run_dir(protocol: Protocol, spec: str) -> Path:
 
 def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | None = None, num_envs: int = 2,
         backend: str = "local", vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
-        retry_errors: bool = False, progress: bool = True, splits: Sequence[str] | None = None) -> pd.DataFrame:
+        retry_errors: bool = False, progress: bool = True, splits: Sequence[str] | None = None,
+        image_ablation: str | None = None) -> pd.DataFrame:
     """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows.
 
-    ``splits`` runs only those splits' cells (a partial run: the leaderboard shows it apart, unranked)."""
+    ``splits`` runs only those splits' cells (a partial run: the leaderboard shows it apart, unranked).
+    ``image_ablation="constant"`` shows the policy a constant grey image instead of its camera frames."""
     check_backend(backend)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     episodes = None
@@ -495,6 +497,10 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
     if not getattr(pol, "spec", ""):
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
     check_observation_fit(proto, pol)
+    if image_ablation:
+        from eval.policies import ImageAblation
+
+        pol = ImageAblation(pol, image_ablation)
     run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
     kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,
                   retry_errors=retry_errors, progress=progress)

@@ -143,7 +143,6 @@ def test_a_py_factory_gives_each_slot_and_episode_its_own_callable(tmp_path, mon
     """A stateful callable (here: it remembers the first episode it saw) must not be shared across slots
     or carried into the next episode."""
     from eval.runner import run
-    from eval_helpers import write_protocol
 
     (tmp_path / "stateful_policy_mod.py").write_text(
         "import numpy as np\n"
@@ -165,3 +164,23 @@ def test_a_py_factory_gives_each_slot_and_episode_its_own_callable(tmp_path, mon
     used = [calls for calls in mod.SEEN if calls]
     assert len(used) == 4  # one callable per (slot, episode)
     assert all(len(set(calls)) == 1 and len(calls) == 3 for calls in used)
+
+
+def test_image_ablation_shows_a_constant_image_and_gets_its_own_rows(tmp_path):
+    from eval.policies import ImageAblation, PolicySpecError, RandomPolicy
+    from eval.runner import run
+
+    class Looking(RandomPolicy):
+        seen: list = []
+
+        def act(self, obs, infos):
+            self.seen.append(np.unique(obs["pixels"]["corner2"]))
+            return super().act(obs, infos)
+
+    inner = Looking("random")
+    rows = run(write_protocol(tmp_path, splits=["test"], episodes=2, max_steps=3), inner, run_dir=tmp_path / "r",
+               vector="sync", progress=False, videos_per_cell=0, image_ablation="constant")
+    assert set(rows["policy"]) == {"random#constant-image"}
+    assert all(len(u) == 1 and u[0] == 128 for u in inner.seen)
+    with pytest.raises(PolicySpecError, match="unknown image_ablation 'noise'; known: constant"):
+        ImageAblation(inner, "noise")
