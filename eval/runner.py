@@ -450,7 +450,7 @@ def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise RunError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "ray" and importlib.util.find_spec("ray") is None:
-        raise RunError("backend=ray needs Ray, which is not installed: pip install ray "
+        raise RunError('backend=ray needs Ray, which is not installed: pip install -e ".[ray]" '
                        "(or use backend=local)")
 
 

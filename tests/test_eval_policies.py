@@ -35,10 +35,12 @@ def test_checkpoint_dir_that_is_not_a_checkpoint(tmp_path):
         load_policy_spec(str(tmp_path))
 
 
-def test_ray_backend_without_ray_says_pip_install(tmp_path):
-    if __import__("importlib").util.find_spec("ray") is not None:
-        pytest.skip("ray is installed here")
-    with pytest.raises(RunError, match="pip install ray"):
+def test_ray_backend_without_ray_says_pip_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(RunError, match=r"pip install -e \"\.\[ray\]\""):
         run(write_protocol(tmp_path), "random", run_dir=tmp_path / "run", backend="ray")
     assert not (tmp_path / "run").exists()
 
