@@ -313,3 +313,29 @@ def test_a_failed_batched_act_leaves_the_history_as_it_was(demos):
     frames = [h[0] for h in policy._history[0]]
     assert len(frames) == 2
     assert np.array_equal(frames[0], obs_a["pixels"]["corner2"]) and np.array_equal(frames[1], obs_b["pixels"]["corner2"])
+
+
+@pytest.mark.parametrize("name", ["diffusion"])
+def test_sampling_noise_depends_on_the_episode_and_step_not_on_the_batch(demos, name):
+    """Rows must depend only on the checkpoint and the episode: a chunk's noise is seeded by (episode seed,
+    step), so the same episode gives the same actions alone or batched with another, in any slot."""
+    policy, _ = _policy(demos, name)
+    policy.eval()
+    env = vp_envs.make("vp/metaworld-reach-v3", split="test", width=32, height=32)
+    obs_a, info_a = env.reset(options={"episode": 0})
+    obs_b, info_b = env.reset(options={"episode": 1})
+    env.close()
+    one = lambda o: {"state": o["state"][None], "pixels": {k: v[None] for k, v in o["pixels"].items()}}  # noqa: E731
+    meta = lambda info, slot: {"instruction": info["instruction"], "seed": info["seed"], "steps": 0, "slot": slot}  # noqa: E731
+    torch.manual_seed(1)
+    alone = policy.act(one(obs_a), [meta(info_a, 0)])
+    policy.reset()
+    torch.manual_seed(2)  # the global generator no longer matters
+    batched = policy.act({"state": np.stack([obs_b["state"], obs_a["state"]]),
+                          "pixels": {k: np.stack([obs_b["pixels"][k], v]) for k, v in obs_a["pixels"].items()}},
+                         [meta(info_b, 0), meta(info_a, 1)])
+    # equal up to the rounding of batched kernels (a different global generator would differ by ~1)
+    np.testing.assert_allclose(batched[1], alone[0], atol=1e-5)
+    policy.reset()
+    other_step = policy.act(one(obs_a), [{**meta(info_a, 0), "steps": 8}])
+    assert np.abs(other_step - alone).max() > 1e-3

@@ -150,9 +150,12 @@ class Policy(nn.Module):
         need = [row for row, slot in enumerate(slots) if not self._queues[slot]]
         if need:
             self._chunk_slots = [slots[r] for r in need]  # which env slots this chunk is for
+            batch = self._make_batch([slots[r] for r in need], [instructions[r] for r in need])
+            seeds = _noise_seeds(info, need)
+            if seeds is not None:
+                batch["noise_seed"] = seeds
             try:
-                chunk = self.predict_action_chunk(self._make_batch([slots[r] for r in need],
-                                                                   [instructions[r] for r in need]))
+                chunk = self.predict_action_chunk(batch)
             except Exception:
                 for slot in slots:
                     if slot in saved:
@@ -166,6 +169,15 @@ class Policy(nn.Module):
                 self._queues[slots[row]].extend(actions[k, start:start + self.config.n_action_steps])
         out = np.stack([self._queues[slot].popleft() for slot in slots]).astype(np.float32)
         return out[0] if single else out
+
+    def initial_noise(self, batch: dict[str, Any], shape: tuple[int, ...], device) -> torch.Tensor:
+        """Starting noise (B, *shape) of a sampler. With ``batch["noise_seed"]`` (set by :meth:`act` from the
+        episode's seed and step) each row draws from its own generator, so a chunk's noise depends only on
+        the episode and the step: not on the batch it shares, the number of env slots or a resume."""
+        seeds = batch.get("noise_seed")
+        if seeds is None:
+            return torch.randn(len(batch["text"]), *shape, device=device)
+        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)
 
     def _make_batch(self, slots: list[int], instructions: list[str]) -> dict[str, torch.Tensor]:
         images = np.stack([[h[0] for h in self._history[s]] for s in slots])  # (B, n_obs, [cams,] H, W, 3)
@@ -203,6 +215,24 @@ class Policy(nn.Module):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, directory)
+
+
+def _noise_seeds(info, rows: list[int]) -> list[int] | None:
+    """Per-row seeds of a chunk's sampling noise from the episode's ``seed`` and ``steps`` in ``info``
+    (``None`` when the caller gives neither, e.g. a bare env loop without them)."""
+    def field(name, row):
+        if isinstance(info, dict):
+            value = info.get(name)
+            return None if value is None else np.asarray(value).reshape(-1)[row]
+        return info[row].get(name)
+
+    seeds = []
+    for row in rows:
+        seed, steps = field("seed", row), field("steps", row)
+        if seed is None or steps is None:
+            return None
+        seeds.append((int(seed) * 1_000_003 + int(steps) * 7_919 + 1) % 2**63)
+    return seeds
 
 
 def load_policy(directory: str | Path, device: str = "cpu") -> Policy:

@@ -44,7 +44,7 @@ class DiffusionPolicy(Policy):
 
     def predict_action_chunk(self, batch):
         cond = self.encode_observations(batch)
-        sample = torch.randn(len(cond), self.config.horizon, self.action_dim, device=cond.device)
+        sample = self.initial_noise(batch, (self.config.horizon, self.action_dim), cond.device)
         self.sample_scheduler.set_timesteps(self.config.num_inference_steps)
         for t in self.sample_scheduler.timesteps:
             eps = self.unet(sample, t.expand(len(cond)).to(cond.device), cond)

@@ -319,7 +319,8 @@ class VideoPolicy(Policy):
 
     # ------------------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def sample(self, image: torch.Tensor, text: torch.Tensor, state: torch.Tensor, generator=None):
+    def sample(self, image: torch.Tensor, text: torch.Tensor, state: torch.Tensor, generator=None,
+               noise_seeds: list[int] | None = None):
         """Lock-step sampling. image: (B, cams, 3, H, W) uint8 current frames; returns (actions (B, horizon, A)
         normalised, generated latents (B, cams*F, C, h, w))."""
         c = self.config
@@ -331,9 +332,16 @@ class VideoPolicy(Policy):
         for s in (video_sched, action_sched):
             s.set_timesteps(c.num_inference_steps, device=image.device)
         dev = image.device
-        x = torch.randn(b, cams * c.num_frames, lc, self.latent_size, self.latent_size, generator=generator,
-                        device=dev) * video_sched.init_noise_sigma
-        a = torch.randn(b, c.horizon, self.action_dim, generator=generator, device=dev) * action_sched.init_noise_sigma
+        x_shape = (cams * c.num_frames, lc, self.latent_size, self.latent_size)
+        if noise_seeds is not None:  # per row: the noise depends on the episode and step only (see Policy.act)
+            gens = [torch.Generator().manual_seed(int(s)) for s in noise_seeds]
+            x = torch.stack([torch.randn(x_shape, generator=g) for g in gens]).to(dev)
+            a = torch.stack([torch.randn((c.horizon, self.action_dim), generator=g) for g in gens]).to(dev)
+        else:
+            x = torch.randn(b, *x_shape, generator=generator, device=dev)
+            a = torch.randn(b, c.horizon, self.action_dim, generator=generator, device=dev)
+        x = x * video_sched.init_noise_sigma
+        a = a * action_sched.init_noise_sigma
         guided = c.guidance != 1.0
         if guided:  # unconditional half: no text, no conditioning frame
             text2 = torch.cat([text, torch.zeros_like(text)])
@@ -369,7 +377,7 @@ class VideoPolicy(Policy):
         image = batch["image"][:, -1]  # (B, [cams,] 3, H, W): the current frame
         if image.ndim == 4:
             image = image.unsqueeze(1)
-        actions, video = self.sample(image, batch["text"], batch["state"][:, -1:])
+        actions, video = self.sample(image, batch["text"], batch["state"][:, -1:], noise_seeds=batch.get("noise_seed"))
         if self.config.decode_video:
             b, cams = image.shape[:2]
             frames = self.decode_latents(video.flatten(0, 1)).view(b, cams, self.config.num_frames,
