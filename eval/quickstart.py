@@ -1,8 +1,9 @@
 """``vp-quickstart``: the README's main job, small enough for a laptop CPU (about 5 minutes).
 
-1. records expert demonstrations of two Meta-World tasks and draws every split (``vp-preview``),
-2. trains a small BC policy on them (``vp-train``),
-3. evaluates it on a slice of the ``metaworld-lite`` protocol (its two tasks, ``test`` and ``camera``,
+1. records expert demonstrations of two Meta-World tasks of ``metaworld-lite-v2`` through its camera and
+   image size, and draws every split (``vp-preview``),
+2. trains a small BC policy on them (``vp-train``, the v2 recipe's observation settings: no crop),
+3. evaluates it on a slice of the ``metaworld-lite-v2`` protocol (its two tasks, ``test`` and ``camera``,
    5 episodes each) with the same runner as ``vp-eval``, and prints success per split,
 4. trains a tiny Video Policy (autoencoder, video model, action head: a few hundred steps in all) on the
    same demonstrations and rolls it out once per task, writing the generated video beside the executed
@@ -27,9 +28,13 @@ from vp_agent.train import train
 from vp_envs.preview import build_parser, preview
 
 
+PROTOCOL = "metaworld-lite-v2"
+QUICKSTART_TASKS = ("button-press-topdown-v3", "drawer-open-v3")  # two v2 tasks whose objects the image shows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("vp-quickstart")
-    parser.set_defaults(episodes=5)
+    parser.set_defaults(episodes=5, tasks=list(QUICKSTART_TASKS))
     parser.add_argument("--train-steps", type=int, default=400, help="BC optimiser steps (default: 400)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per (task, split)")
     parser.add_argument("--video-policy-steps", type=int, default=150,
@@ -39,19 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     t0 = time.time()
     try:
-        preview(out, args.suite, args.tasks, args.episodes, args.size)
+        lite = load_protocol(PROTOCOL)
+        camera = lite.cameras[0]
+        preview(out, args.suite, args.tasks, args.episodes, args.size, data_cameras=lite.cameras,
+                data_size=lite.image_size[0])
         cfg = OmegaConf.create({
-            "policy": {"name": "bc", "config": {}}, "data": [str(out / "data")], "tasks": None,
+            "policy": {"name": "bc", "config": {"camera": camera, "crop": 0}}, "data": [str(out / "data")],
+            "tasks": None,
             "steps": args.train_steps, "batch_size": 32, "seed": 0, "device": "auto", "save_every": 200,
             "log_every": 50, "out_dir": str(out / "train_bc"), "tensorboard": False, "threads": 0})
         checkpoint = train(cfg)
-        lite = load_protocol("metaworld-lite")
-        tasks = [t for t in args.tasks if t in lite.tasks]
+        tasks = [t for t in args.tasks if t in lite.training_tasks]
         if not tasks:
-            raise ValueError(f"none of {args.tasks} is a metaworld-lite task ({', '.join(lite.tasks)})")
-        protocol = parse_protocol({**lite.raw, "name": "metaworld-lite-quickstart", "tasks": tasks,
-                                   "splits": ["test", "camera"], "episodes": args.eval_episodes},
-                                  source="metaworld-lite (quickstart slice)")
+            raise ValueError(f"none of {args.tasks} is a {PROTOCOL} training task ({', '.join(lite.training_tasks)})")
+        protocol = parse_protocol({**lite.raw, "name": f"{PROTOCOL}-quickstart", "tasks": tasks,
+                                   "held_out_tasks": [], "splits": ["test", "camera"],
+                                   "episodes": args.eval_episodes}, source=f"{PROTOCOL} (quickstart slice)")
         import torch
 
         torch.set_num_threads(1)  # small-batch inference beside the renderer: see eval/conf/eval.yaml
@@ -60,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.video_policy_steps > 0:
             n = args.video_policy_steps
             vp_cfg = OmegaConf.merge(cfg, {
-                "policy": {"name": "video_policy", "config": {
+                "policy": {"name": "video_policy", "config": {"camera": camera,
                     "stage_steps": {"vae": n, "video": n, "action": n},
                     "stage_batch": {"vae": 16, "video": 8, "action": 16}}},
                 "out_dir": str(out / "train_video_policy"), "save_every": n})
             vp_checkpoint = train(vp_cfg)
-            one = parse_protocol({**protocol.raw, "name": "metaworld-lite-quickstart-vp", "splits": ["test"],
-                                  "episodes": 1}, source="metaworld-lite (quickstart slice)")
+            one = parse_protocol({**protocol.raw, "name": f"{PROTOCOL}-quickstart-vp", "splits": ["test"],
+                                  "episodes": 1}, source=f"{PROTOCOL} (quickstart slice)")
             vp_rows = run(one, str(vp_checkpoint), run_dir=out / "eval_video_policy", vector="sync", num_envs=1,
                           videos_per_cell=1)
     except ValueError as exc:

@@ -92,10 +92,12 @@ def split_video(suite: str, task: str, split: str, path: Path, size: int, max_st
     return bool(info["success"])
 
 
-def preview(out: Path, suite: str, tasks: list[str], episodes: int, size: int) -> None:
-    """Demonstrations, contact sheets and one expert video per split, written under ``out``."""
+def preview(out: Path, suite: str, tasks: list[str], episodes: int, size: int,
+            data_cameras: tuple[str, ...] | None = None, data_size: int = 64) -> None:
+    """Demonstrations (``data_cameras`` at ``data_size`` px), contact sheets and one expert video per split,
+    written under ``out``."""
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    generate(suite, tasks, "train", episodes, out / "data")
+    generate(suite, tasks, "train", episodes, out / "data", cameras=data_cameras, size=data_size)
     contact_sheet(suite, tuple(tasks), 2, size).save(out / "splits_contact_sheet.png")
     levels_sheet(suite, tasks[0], size).save(out / "split_levels.png")
     contact_sheet("robosuite", ROBOSUITE_TASKS, 2, size).save(out / "robosuite_splits_contact_sheet.png")
