@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         vp_rows = vp_checkpoint = None
         if args.video_policy_steps > 0:
             n = args.video_policy_steps
-            vp_cfg = OmegaConf.merge(cfg, {
-                "policy": {"name": "video_policy", "config": {"camera": camera,
-                    "stage_steps": {"vae": n, "video": n, "action": n},
+            vp_cfg = OmegaConf.merge({k: v for k, v in cfg.items() if k != "policy"}, {
+                "policy": {"name": "video_policy", "config": {
+                    "camera": camera, "stage_steps": {"vae": n, "video": n, "action": n},
                     "stage_batch": {"vae": 16, "video": 8, "action": 16}}},
                 "out_dir": str(out / "train_video_policy"), "save_every": n})
             vp_checkpoint = train(vp_cfg)

@@ -68,6 +68,13 @@ def test_shapes_of_sample_and_act(data):
     assert policy.act(obs, info).shape == (4,)
     assert policy.generated[0].shape == (1, 2, 32, 32, 3) and policy.generated[0].dtype == np.uint8
     env.close()
+    # frames of another size are resized in and the generated video resized back to the observation's size
+    policy.reset()
+    env = vp_envs.make("vp/metaworld-reach-v3", width=48, height=48)
+    obs, info = env.reset(options={"episode": 0})
+    assert policy.act(obs, info).shape == (4,)
+    assert policy.generated[0].shape == (1, 2, 48, 48, 3)
+    env.close()
 
 
 def test_two_cameras_are_generated_together():

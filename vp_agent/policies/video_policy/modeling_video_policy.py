@@ -380,8 +380,12 @@ class VideoPolicy(Policy):
         actions, video = self.sample(image, batch["text"], batch["state"][:, -1:], noise_seeds=batch.get("noise_seed"))
         if self.config.decode_video:
             b, cams = image.shape[:2]
-            frames = self.decode_latents(video.flatten(0, 1)).view(b, cams, self.config.num_frames,
-                                                                   *image.shape[-2:], 3)
+            frames = self.decode_latents(video.flatten(0, 1))  # (N, s, s, 3) at config.image_size
+            if frames.shape[1:3] != image.shape[-2:]:  # back to the observation's size, to compare and film
+                frames = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=tuple(image.shape[-2:]),
+                                       mode="bilinear", align_corners=False).round().clamp(0, 255)
+                frames = frames.to(torch.uint8).permute(0, 2, 3, 1)
+            frames = frames.reshape(b, cams, self.config.num_frames, *image.shape[-2:], 3)
             for k, slot in enumerate(getattr(self, "_chunk_slots", range(b))):
                 self.generated[int(slot)] = frames[k].cpu().numpy()
         return actions
