@@ -280,9 +280,9 @@ def same_as_test_markdown(table: pd.DataFrame) -> str:
     lines = ["", "# Same as `test`", "",
              "Share of each perceptual split's episodes (%) that repeat the `test` episode with the same index",
              "(same outcome and steps, return within 1%): these splits start from `test`'s states and change",
-             "only the pixels, so 100% means the shift changed nothing the policy did. Meaningful for deterministic",
-             "policies (BC, expert); Diffusion Policy and Video Policy draw their sampling noise from torch's global",
-             "generator, so their episodes differ from run to run even when the image changes nothing.", ""]
+             "only the pixels, so 100% means the shift changed nothing the policy did. Diffusion Policy and Video",
+             "Policy draw each chunk's noise from the episode's seed and step, which paired episodes share (rows",
+             "made before vp-bench 0.3 drew it from torch's global generator: their episodes differ anyway).", ""]
     for proto, p in table.groupby("protocol", sort=True):
         lines += [f"## {proto}", "", "| policy | " + " | ".join(PERCEPTUAL_SPLITS) + " |",
                   "|---|" + "---|" * len(PERCEPTUAL_SPLITS)]
