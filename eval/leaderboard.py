@@ -208,7 +208,8 @@ def headline(rows: pd.DataFrame) -> str:
             t = q.loc[REFERENCE_SPLIT]
             name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
             method = q["method"].iloc[0] if "method" in q else ""
-            by_run.append((q.loc["mean"].success_rate, f"| {proto} v{version} | {method} | {name} | {_pct(t.success_rate)} "
+            label = proto if proto.endswith(f"-v{version}") else f"{proto} v{version}"
+            by_run.append((q.loc["mean"].success_rate, f"| {label} | {method} | {name} | {_pct(t.success_rate)} "
                                                         f"[{_pct(t.ci95_low)}, {_pct(t.ci95_high)}] | "
                                                         f"{_pct(q.loc['mean'].success_rate)} |"))
         lines += [line for _, line in sorted(by_run, key=lambda x: -x[0])]
