@@ -83,15 +83,28 @@ def load_rows(results: Path) -> pd.DataFrame:
     return rows
 
 
+def run_manifest(source: str | Path) -> dict:
+    """The ``manifest.json`` beside a run's ``episodes.parquet`` (``source``), or ``{}`` when it is missing or
+    unreadable. Not cached: a leaderboard rebuild must see runs that were extended meanwhile."""
+    try:
+        manifest = json.loads((Path(source).parent / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def run_training(source: str | Path) -> dict | None:
+    """The training record of a run's checkpoint (``eval.policies.training_record``), if its manifest has one."""
+    policy = run_manifest(source).get("policy")
+    return policy.get("training") if isinstance(policy, dict) else None
+
+
 def run_method(run_dir: Path, policy: str) -> str:
     """The method of a run: ``expert`` / ``random`` for the references, else the trained method its
     ``manifest.json`` records (``bc``, ``bc_state``, ``diffusion``, ``video_policy``), else ``other``."""
     if policy in ("expert", "random"):
         return policy
-    try:
-        training = json.loads((run_dir / "manifest.json").read_text())["policy"].get("training") or {}
-    except (OSError, ValueError, KeyError):
-        training = {}
+    training = run_training(run_dir / "episodes.parquet") or {}
     method = training.get("method")
     if method:
         return str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
@@ -141,10 +154,7 @@ def same_as_test(rows: pd.DataFrame) -> pd.DataFrame:
 def _run_key(source: str, g: pd.DataFrame) -> str:
     """What makes two runs the same experiment: the training record (method, recipe, demos, seed) when the
     run's manifest has one, else the policy spec (expert, random, ...)."""
-    try:
-        training = json.loads((Path(source).parent / "manifest.json").read_text())["policy"].get("training")
-    except (OSError, ValueError, KeyError):
-        training = None
+    training = run_training(source)
     if training and training.get("recipe_hash"):
         extra = " + action-free video" if training.get("action_free_data") else ""
         return (f"{METHOD_NAMES.get(training['method'], training['method'])} (recipe {training['recipe_hash']}, "
@@ -454,10 +464,7 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
     left out (they answer another question)."""
     out = []
     for source, g in rows.groupby("source", sort=True):
-        try:
-            training = json.loads((Path(source).parent / "manifest.json").read_text())["policy"].get("training")
-        except (OSError, ValueError, KeyError):
-            continue
+        training = run_training(source)
         g = g[g["split"] == split]
         if (not training or training.get("action_free_data") or training.get("image_ablation")
                 or not training.get("episodes_per_task") or g.empty):
@@ -636,11 +643,9 @@ def complete_runs(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         except (ProtocolError, FileNotFoundError):
             pass
         for source in g["source"].unique():  # what the run itself knew of its protocol
-            try:
-                recorded = json.loads((Path(source).parent / "manifest.json").read_text())["protocol_episodes_total"]
-                expected = max(expected, int(recorded))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            recorded = run_manifest(source).get("protocol_episodes_total")
+            if isinstance(recorded, int):
+                expected = max(expected, recorded)
         if len(g) >= expected:
             keep.append(g)
         else:
@@ -671,7 +676,7 @@ def build(results: Path = Path("results"), out: Path | None = None) -> pd.DataFr
                  + body)
     text += sample_efficiency(all_rows, out)
     text += video_vs_success(all_rows, out)
-    if (all_rows["protocol"] == "metaworld-lite-v2").any() if not all_rows.empty else False:
+    if not all_rows.empty and (all_rows["protocol"] == "metaworld-lite-v2").any():
         text += ("\n# metaworld-lite-v2 per task, beside published numbers\n\n`test` success (%) per task of each "
                  "complete run, and image-based Diffusion Policy's published per-task success (Ze et al. 2024, "
                  "Table XVIII; 10 demos, its own camera and training; `results/published/`).\n\n"

@@ -339,11 +339,12 @@ def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
 
 def checkpoint_method(cfg: dict[str, Any]) -> str | None:
     """The method a checkpoint's ``config.json`` describes: the policy name (``bc``, ``diffusion``,
-    ``video_policy``), with ``_state`` for a state-only policy on the privileged state (``bc_state``)."""
+    ``video_policy``), with ``_state`` for a state-only policy on the privileged state (``bc_state``) and
+    ``_privileged`` for one that reads the privileged state beside the image (a reference too)."""
     name = cfg.get("policy")
     config = cfg.get("config", {})
-    if name and config.get("use_image", True) is False and config.get("state_source") == "privileged":
-        return f"{name}_state"
+    if name and config.get("state_source") == "privileged":
+        return f"{name}_state" if config.get("use_image", True) is False else f"{name}_privileged"
     return name
 
 

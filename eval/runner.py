@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 import vp_envs
-from eval.policies import Policy, load_policy_spec, policy_slug
+from eval.policies import ImageAblation, Policy, load_policy_spec, policy_slug
 from eval.protocol import ACTION_DIM, EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
 from vp_envs.stats import psnr
@@ -498,8 +498,8 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
     check_observation_fit(proto, pol)
     if image_ablation:
-        from eval.policies import ImageAblation
-
+        if backend == "ray":  # Ray workers rebuild the policy from its spec, which names no ablation
+            raise RunError("image_ablation is not supported with backend=ray yet; run it locally")
         pol = ImageAblation(pol, image_ablation)
     run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
     kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,

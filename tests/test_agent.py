@@ -252,6 +252,14 @@ def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     env.close()
     with pytest.raises(ValueError, match="unknown state_source 'full'; known: state, privileged"):
         make_policy("bc", {**cfg, "state_source": "full"}, ds.stats, ds.state_dim, ds.action_dim)
+    with pytest.raises(ValueError, match="a policy must read something: set use_image or use_state"):
+        make_policy("diffusion", {**TINY["diffusion"], "use_image": False, "use_state": False}, ds.stats,
+                    ds.state_dim, ds.action_dim)
+    from eval.policies import checkpoint_method
+
+    assert checkpoint_method({"policy": "bc", "config": cfg}) == "bc_state"
+    assert checkpoint_method({"policy": "bc", "config": {**cfg, "use_image": True}}) == "bc_privileged"
+    assert checkpoint_method({"policy": "bc", "config": TINY["bc"]}) == "bc"
 
 
 def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is_refused(demos, tmp_path):

@@ -186,3 +186,7 @@ def test_image_ablation_shows_a_constant_image_and_gets_its_own_rows(tmp_path):
     assert all(len(u) == 1 and u[0] == 128 for u in inner.seen)
     with pytest.raises(PolicySpecError, match="unknown image_ablation 'noise'; known: constant"):
         ImageAblation(inner, "noise")
+    with pytest.raises(RunError, match="image_ablation is not supported with backend=ray"):
+        run(write_protocol(tmp_path, "r2", splits=["test"], episodes=1, max_steps=3), "random",
+            run_dir=tmp_path / "never", backend="ray", progress=False, image_ablation="constant")
+    assert not (tmp_path / "never").exists()

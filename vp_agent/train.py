@@ -306,15 +306,19 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         if step % cfg.save_every == 0 or step == steps:
             _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=stage)
         if cfg.get("keep_every") and step % int(cfg.keep_every) == 0 and stage in (None, "action"):
-            _keep(policy, ema, step, out / "checkpoints" / f"step_{step:06d}", dataset, cfg)
+            _checkpoint(policy, None, ema, step, out / "checkpoints" / f"step_{step:06d}", dataset, cfg,
+                        training_state=False)
     bar.close()
     if final_loss is not None and losses:  # mean of the last logging window trained this session
         final_loss[stage or "last"] = float(np.mean(losses[-cfg.log_every:]))
     return policy
 
 
-def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None) -> None:
-    raw = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None, training_state=True) -> None:
+    """Save the policy as it acts at ``step`` (EMA weights where it has them) to ``ckpt``; with
+    ``training_state`` also what a resume needs (raw weights, optimiser, EMA). Without it: a weights-only
+    snapshot for learning curves (``keep_every``)."""
+    raw = {k: v.detach().clone() for k, v in policy.state_dict().items()} if training_state else None
     if ema is not None:  # the policy on disk acts with the EMA weights, as DP evaluates
         ema.store(policy.parameters())
         ema.copy_to(policy.parameters())
@@ -322,21 +326,12 @@ def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None) ->
              "train_config": OmegaConf.to_container(cfg, resolve=True)}
     if stage:
         extra["stage"] = stage
-    state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
-             "raw_weights": raw, "ema": ema.state_dict() if ema is not None else None}
-    policy.save(ckpt, extra=extra, extra_files={"training_state.pt": lambda path: torch.save(state, path)})
-    if ema is not None:
-        ema.restore(policy.parameters())
-
-
-def _keep(policy, ema, step, path, dataset, cfg) -> None:
-    """A weights-only copy of the policy as it acts at ``step`` (EMA weights where the policy has them)."""
-    if ema is not None:
-        ema.store(policy.parameters())
-        ema.copy_to(policy.parameters())
-    extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
-             "train_config": OmegaConf.to_container(cfg, resolve=True)}
-    policy.save(path, extra=extra)
+    files = {}
+    if training_state:
+        state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                 "raw_weights": raw, "ema": ema.state_dict() if ema is not None else None}
+        files["training_state.pt"] = lambda path: torch.save(state, path)
+    policy.save(ckpt, extra=extra, extra_files=files)
     if ema is not None:
         ema.restore(policy.parameters())
 

@@ -41,6 +41,7 @@ SUITES = ("metaworld", "robosuite")
 #      (vp_envs.rendering.SceneRenderer.reset_visuals).
 RENDER_VERSION = 2
 DEFAULT_MAX_EPISODE_STEPS = 500  # gym.make's TimeLimit, and vp_envs.make's own limit, unless told otherwise
+NO_LIMIT = 2**31 - 1  # the simulator's own step limit when an env has max_episode_steps=None
 # Rows and datasets of these suites made before RENDER_VERSION 2 carry the defect described above.
 RENDER_V1_DEFECT_SUITES = ("metaworld",)
 

@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 from gymnasium import spaces
 
+from vp_envs import NO_LIMIT
 from vp_envs.factors import apply_factors
 from vp_envs.rendering import RenderOptions, SceneRenderer
 from vp_envs.splits import episode_seed, load_splits
@@ -24,7 +25,6 @@ TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
 # Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
 ROBOT_ROOTS = ("base", "mocap")
 MAX_POSITION_REDRAWS = 100
-NO_LIMIT = 2**31 - 1  # Meta-World's own step limit when max_episode_steps is None (a TimeLimit wrapper's job)
 STATE_LIMIT = 10.0  # metres / unit quaternion entries never get near this
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 from gymnasium import spaces
 
+from vp_envs import NO_LIMIT
 from vp_envs.factors import apply_factors
 from vp_envs.rendering import RenderOptions, SceneRenderer
 from vp_envs.splits import episode_seed, load_splits
@@ -274,7 +275,7 @@ class RobosuiteEnv(gym.Env):
         self._sim = robosuite.make(
             task, robots=ROBOT, controller_configs=load_controller(controller="BASIC", robot=ROBOT),
             has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False, control_freq=CONTROL_FREQ,
-            horizon=self.max_episode_steps or 2**31 - 1, ignore_done=True,  # episode ends are ours
+            horizon=self.max_episode_steps or NO_LIMIT, ignore_done=True,  # episode ends are ours
             # A hard reset rebuilds the XML and the MjModel every episode (1-5 s) and would orphan the renderer's copy.
             hard_reset=False, reward_shaping=True, seed=CONSTRUCTION_SEED)
         self._model = self._sim.sim.model._model

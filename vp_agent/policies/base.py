@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vp_agent.data import MinMax
-from vp_agent.policies.modules import center_crop, random_crop
+from vp_agent.policies.modules import ImageEncoder, center_crop, random_crop, seeded_noise
 from vp_agent.text import make_text_encoder
 
 CHECKPOINT_FORMAT = 1
@@ -81,6 +81,14 @@ class Policy(nn.Module):
             parts.append(batch["state"])
         feats = torch.cat(parts, -1)
         return torch.cat([feats.flatten(1), batch["text"]], -1)
+
+    def build_observation_encoder(self) -> int:
+        """Make ``self.encoder`` (an :class:`ImageEncoder`, or ``None`` for a state-only policy) and return the
+        size of :meth:`encode_observations`' output for this config."""
+        c = self.config
+        self.encoder = ImageEncoder(tuple(c.encoder_channels), out_dim=c.feature_dim) if c.use_image else None
+        per_step = (c.feature_dim if c.use_image else 0) + (self.state_dim if c.use_state else 0)
+        return c.n_obs * per_step + self.text_encoder.dim
 
     @property
     def uses_image(self) -> bool:
@@ -139,15 +147,15 @@ class Policy(nn.Module):
             states = np.stack([np.asarray(r, np.float32)[:self.state_dim] for r in rows])
         else:
             states = np.asarray(obs["state"], np.float32)
+        need = [row for row, slot in enumerate(slots) if not self._queues.setdefault(slot, deque())]
+        # restored if the prediction raises, so that a retry does not see this observation twice
         saved = {slot: deque(self._history[slot], maxlen=self.config.n_obs) for slot in slots
-                 if slot in self._history}  # restored if the prediction raises: a retry must not see obs twice
+                 if slot in self._history} if need else {}
         for row, slot in enumerate(slots):
             history = self._history.setdefault(slot, deque(maxlen=self.config.n_obs))
-            self._queues.setdefault(slot, deque())
             history.append((image[row], states[row]))
             while len(history) < self.config.n_obs:  # episode start: repeat the first frame
                 history.appendleft(history[0])
-        need = [row for row, slot in enumerate(slots) if not self._queues[slot]]
         if need:
             self._chunk_slots = [slots[r] for r in need]  # which env slots this chunk is for
             batch = self._make_batch([slots[r] for r in need], [instructions[r] for r in need])
@@ -177,7 +185,7 @@ class Policy(nn.Module):
         seeds = batch.get("noise_seed")
         if seeds is None:
             return torch.randn(len(batch["text"]), *shape, device=device)
-        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)
+        return seeded_noise(seeds, shape, device=device)[0]
 
     def _make_batch(self, slots: list[int], instructions: list[str]) -> dict[str, torch.Tensor]:
         images = np.stack([[h[0] for h in self._history[s]] for s in slots])  # (B, n_obs, [cams,] H, W, 3)

@@ -60,6 +60,13 @@ class ImageEncoder(nn.Module):
         return self.head(self.trunk(images * 2 - 1))
 
 
+def seeded_noise(seeds, *shapes: tuple[int, ...], device=None) -> list[torch.Tensor]:
+    """Standard normal noise of each of ``shapes`` for every row, row ``i`` drawn (shapes in order) from its
+    own generator seeded with ``seeds[i]``: one tensor (len(seeds), *shape) per shape."""
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return [torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device) for shape in shapes]
+
+
 STATE_SOURCES = ("state", "privileged")
 
 

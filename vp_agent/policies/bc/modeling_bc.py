@@ -7,7 +7,6 @@ from torch import nn
 
 from vp_agent.policies.base import Policy
 from vp_agent.policies.bc.configuration_bc import BCConfig
-from vp_agent.policies.modules import ImageEncoder
 
 
 class BCPolicy(Policy):
@@ -18,9 +17,7 @@ class BCPolicy(Policy):
 
     def __init__(self, config: BCConfig, stats, state_dim: int, action_dim: int):
         super().__init__(config, stats, state_dim, action_dim)
-        self.encoder = (ImageEncoder(tuple(config.encoder_channels), out_dim=config.feature_dim)
-                        if config.use_image else None)
-        in_dim = config.n_obs * (config.feature_dim * config.use_image + (state_dim if config.use_state else 0)) + self.text_encoder.dim
+        in_dim = self.build_observation_encoder()
         layers, d = [], in_dim
         for h in config.hidden_dims:
             layers += [nn.Linear(d, h), nn.ReLU()]

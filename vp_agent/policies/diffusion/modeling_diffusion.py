@@ -10,7 +10,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from vp_agent.policies.base import Policy
 from vp_agent.policies.diffusion.configuration_diffusion import DiffusionConfig
-from vp_agent.policies.modules import ConditionalUnet1D, ImageEncoder
+from vp_agent.policies.modules import ConditionalUnet1D
 
 
 class DiffusionPolicy(Policy):
@@ -21,9 +21,7 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, config: DiffusionConfig, stats, state_dim: int, action_dim: int):
         super().__init__(config, stats, state_dim, action_dim)
-        self.encoder = (ImageEncoder(tuple(config.encoder_channels), out_dim=config.feature_dim)
-                        if config.use_image else None)
-        cond_dim = config.n_obs * (config.feature_dim * config.use_image + (state_dim if config.use_state else 0)) + self.text_encoder.dim
+        cond_dim = self.build_observation_encoder()
         self.unet = ConditionalUnet1D(action_dim, cond_dim, tuple(config.down_dims), config.kernel_size,
                                       config.step_embed_dim)
         schedule = dict(num_train_timesteps=config.num_train_timesteps, beta_schedule="squaredcos_cap_v2",

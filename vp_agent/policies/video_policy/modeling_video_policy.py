@@ -31,7 +31,7 @@ from diffusers import AutoencoderKL, EDMEulerScheduler, UNetSpatioTemporalCondit
 from torch import nn
 
 from vp_agent.policies.base import Policy
-from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb
+from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seeded_noise
 from vp_agent.policies.video_policy.configuration_video_policy import STAGES, VideoPolicyConfig
 
 log = logging.getLogger(__name__)
@@ -334,9 +334,7 @@ class VideoPolicy(Policy):
         dev = image.device
         x_shape = (cams * c.num_frames, lc, self.latent_size, self.latent_size)
         if noise_seeds is not None:  # per row: the noise depends on the episode and step only (see Policy.act)
-            gens = [torch.Generator().manual_seed(int(s)) for s in noise_seeds]
-            x = torch.stack([torch.randn(x_shape, generator=g) for g in gens]).to(dev)
-            a = torch.stack([torch.randn((c.horizon, self.action_dim), generator=g) for g in gens]).to(dev)
+            x, a = seeded_noise(noise_seeds, x_shape, (c.horizon, self.action_dim), device=dev)
         else:
             x = torch.randn(b, *x_shape, generator=generator, device=dev)
             a = torch.randn(b, c.horizon, self.action_dim, generator=generator, device=dev)
