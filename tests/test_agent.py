@@ -272,6 +272,7 @@ def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is
     subprocess.run(_train_cmd(demos, out, 10) + ["keep_every=5", "lr_schedule=cosine", "warmup_steps=2",
                                                  "grad_clip=1.0"], check=True, env=env, capture_output=True)
     assert [s for s, _ in snapshots(out)] == [5, 10]
+    assert curve_main([str(tmp_path / "nothing"), "--protocol", "metaworld-lite-v2", "--out", str(tmp_path / "n")]) == 2
     a = load_file(str(out / "checkpoints" / "step_000010" / "model.safetensors"))
     b = load_file(str(out / "checkpoints" / "last" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -82,6 +82,7 @@ def test_hash_ignores_comments_and_order_but_not_content(tmp_path):
     ({"splits": ["new_task"]}, ["held-out", "door-close-v3"]),
     ({"tasks": ["reach-v3", "door-close-v3"]}, ["door-close-v3", "new_task"]),
     ({"suite": "robosuit"}, ["'suite'", "robosuit", "metaworld"]),
+    ({"held_out_tasks": "reach-v3"}, ["'held_out_tasks'", "must be a list of task names"]),
 ])
 def test_malformed_protocol_names_file_field_and_choices(tmp_path, override, words):
     path = write_protocol(tmp_path, **override)
