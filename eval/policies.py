@@ -369,7 +369,7 @@ def training_record(path: Path) -> dict[str, Any] | None:
                    "tensorboard", "init_from", "data", "tasks", "keep_every"}
     # settings added later count only when they differ from their default, so the recipes of runs made
     # before they existed keep their hash
-    later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None}
+    later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None, "precision": "fp32"}
     recipe = {k: v for k, v in train.items() if k not in bookkeeping
               and not (k in later_defaults and v == later_defaults[k])}
     if "stage_steps" in train.get("policy", {}).get("config", {}):  # staged policies: steps in their config

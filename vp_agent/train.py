@@ -68,6 +68,10 @@ class TrainConfig:
         grad_clip: clip the gradient's global norm to this (None = no clipping).
         keep_every: also keep the policy every N steps in ``checkpoints/step_<N>`` (weights only, no
             optimiser state) for learning curves (``python -m eval.curve``); None = only ``last``.
+        precision: ``fp32`` or ``bf16``: ``bf16`` runs the forward and backward pass under
+            ``torch.autocast(dtype=torch.bfloat16)`` with fp32 weights, optimiser and EMA (mixed precision). On
+            a CPU with AVX-512 BF16 (ours) it trains BC and Diffusion Policy about 1.5-2x faster per step at a
+            loss within a few percent of fp32 (``tests/test_precision.py``, ``docs/performance.md``).
         init_from: a stage checkpoint of another run of a multi-stage policy (``runs/x/checkpoints/vae``) to
             start from: it is copied in as this run's checkpoint of that stage, and training continues with
             the next stage (e.g. reuse one autoencoder for two video models).
@@ -92,6 +96,7 @@ class TrainConfig:
     grad_clip: float | None = None
     keep_every: int | None = None
     init_from: str | None = None
+    precision: str = "fp32"
 
 
 cs = ConfigStore.instance()
@@ -103,6 +108,14 @@ for _preset, (_name, _factory) in PRESETS.items():  # e.g. policy=video_policy_g
 
 
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a training forward pass runs in: bf16 autocast for ``precision="bf16"``, else nothing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def lr_at(step: int, steps: int, lr: float, schedule: str = "constant", warmup_steps: int = 0) -> float:
@@ -272,6 +285,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         writer = SummaryWriter(str(out / "tensorboard"))
 
     # ---- loop
+    precision = cfg.get("precision", "fp32")
+    autocast(device, precision)  # an unknown name fails here, before the first step
     pool = torch.as_tensor(dataset.indices(stage)) if hasattr(dataset, "indices") else None
     losses, t0, log_path = [], time.time(), out / "train_log.jsonl"
     desc = f"vp-train {name}" + (f" [{stage}]" if stage else "")
@@ -280,7 +295,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         _seed_step(cfg.seed, step)
         idx = (torch.randint(len(dataset), (batch_size,)) if pool is None
                else pool[torch.randint(len(pool), (batch_size,))])
-        loss = policy(_batch(dataset, idx, device))["loss"]
+        with autocast(device, precision):
+            loss = policy(_batch(dataset, idx, device))["loss"].float()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.get("grad_clip"):

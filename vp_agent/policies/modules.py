@@ -57,7 +57,10 @@ class ImageEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, images):  # (B, 3, H, W) in [0, 1]
-        return self.head(self.trunk(images * 2 - 1))
+        # Frames arrive as permuted HWC arrays (channels_last strides); on the CPU GroupNorm over channels_last
+        # runs ~10x slower than over contiguous NCHW and bf16 convolutions gain less (measured in
+        # docs/performance.md), so the trunk always gets a contiguous tensor.
+        return self.head(self.trunk((images * 2 - 1).contiguous()))
 
 
 def seeded_noise(seeds, *shapes: tuple[int, ...], device=None) -> list[torch.Tensor]:

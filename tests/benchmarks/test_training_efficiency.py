@@ -1,0 +1,88 @@
+"""Training efficiency as ratios measured in one run, so they hold on a busy machine.
+
+For BC and Diffusion Policy at their default configs on 96x96 frames (metaworld-lite-v2's size), batch 32:
+
+* ``bf16_speedup``: a bf16-autocast training step (``vp-train precision=bf16``) against an fp32 one;
+* ``efficiency_<precision>``: model FLOPs of a training step (forward + backward, counted by torch's
+  ``FlopCounterMode``) per second, divided by the fp32 1024x1024 matmul FLOP/s measured in the same run
+  (1.0 = the model trains at the speed of a plain fp32 matmul; only bf16 can pass 1.0 on this CPU).
+
+Each timing is the fastest of several rounds (the one least disturbed by other load).
+
+    python -m pytest tests/benchmarks/test_training_efficiency.py -s
+"""
+
+import time
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vp_agent import make_policy
+from vp_agent.data import DemoDataset
+from vp_agent.train import _batch, autocast
+from vp_envs.datagen import generate
+
+BATCH = 32
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_demos_96")
+    generate("metaworld", ["button-press-topdown-v3"], "train", 1, out, size=96, cameras=("corner4",),
+             progress=False)
+    return out
+
+
+def _fastest(fn, rounds):
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _matmul_flops_per_second() -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    return 2 * 1024**3 / _fastest(lambda: a @ b, 20)
+
+
+@pytest.mark.parametrize("name", ["bc", "diffusion"])
+def test_bf16_training_step_against_fp32_and_the_matmul_roofline(benchmark, demos, name):
+    from vp_agent.policies.registry import CONFIGS
+
+    settings = {"text_encoder": "hashing", "camera": "corner4", "crop": 0}
+    cfg = CONFIGS[name](**settings)
+    ds = DemoDataset([demos], camera="corner4", n_obs=cfg.n_obs, horizon=cfg.horizon)
+    torch.manual_seed(0)
+    policy = make_policy(name, settings, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    batch = _batch(ds, torch.randint(len(ds), (BATCH,)), CPU)
+
+    def step(precision):
+        with autocast(CPU, precision):
+            loss = policy(batch)["loss"].float()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step("fp32")
+    flops = counter.get_total_flops()
+    matmul = _matmul_flops_per_second()
+    fp32 = _fastest(lambda: step("fp32"), 4)
+    benchmark.pedantic(step, args=("bf16",), rounds=4, iterations=1, warmup_rounds=1)
+    bf16 = benchmark.stats.stats.min
+    info = {"gflop_per_step": flops / 1e9, "matmul_fp32_gflops": matmul / 1e9,
+            "fp32_samples_per_second": BATCH / fp32, "bf16_samples_per_second": BATCH / bf16,
+            "bf16_speedup": fp32 / bf16, "efficiency_fp32": flops / fp32 / matmul,
+            "efficiency_bf16": flops / bf16 / matmul}
+    benchmark.extra_info.update(info)
+    print(name, {k: round(v, 3) for k, v in info.items()})
+    # Measured 1.6x (Diffusion Policy) and 1.9x (BC) on this CPU; GroupNorm over channels_last input once
+    # held BC at 1.3x. A machine without bf16 units would fail this: precision=bf16 is then not worth it.
+    assert info["bf16_speedup"] >= 1.3, info
