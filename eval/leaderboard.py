@@ -107,13 +107,38 @@ def run_method(run_dir: Path, policy: str) -> str:
     training = run_training(run_dir / "episodes.parquet") or {}
     method = training.get("method")
     if method:
-        return str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
+        return (str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
+                + (f" {TRAIN_MODE_MARK}" if evaluated_in_training_mode(run_dir / "episodes.parquet") else ""))
     try:  # runs made before the record had the method: read the checkpoint's own config
         from eval.policies import checkpoint_method
 
         return checkpoint_method(json.loads((Path(policy) / "config.json").read_text())) or "other"
     except (OSError, ValueError):
         return "other"
+
+
+TRAIN_MODE_MARK = "(eval in train mode)"
+TRAIN_MODE_NOTE = (
+    f"Methods marked `{TRAIN_MODE_MARK}`: until vp-bench 0.4 `vp-eval` stored a checkpoint's training record in "
+    "`policy.training`, which is torch's train/eval flag, so the loaded policy acted in training mode: a random "
+    "crop instead of the centre crop (BC and Diffusion Policy with `crop` > 0) and Video Policy's conditioning "
+    "dropout (text and frame dropped for 10% of chunks). Their rows are kept as measured; they understate the "
+    "policy. Runs of checkpoints without crop or dropout (every metaworld-lite-v2 row) were not affected.")
+
+
+def evaluated_in_training_mode(source: str | Path) -> bool:
+    """Whether a run's policy acted in torch's training mode with an effect on its actions: a vp_agent
+    checkpoint with a random crop or conditioning dropout, evaluated by a session from before the fix (one
+    whose manifest entry has no ``inference_mode``)."""
+    manifest = run_manifest(source)
+    training = run_training(source)
+    if not isinstance(training, dict) or all(s.get("inference_mode") for s in manifest.get("sessions", [])):
+        return False
+    policy = (training.get("recipe") or {}).get("policy") or {}
+    name, config = policy.get("name"), policy.get("config") or {}
+    if name in ("bc", "diffusion"):
+        return bool(config.get("crop", 58)) and bool(config.get("use_image", True))  # 58: their default crop
+    return name == "video_policy" and float(config.get("cond_dropout", 0.1)) > 0
 
 
 def label_pre_fix(rows: pd.DataFrame) -> pd.DataFrame:
@@ -388,6 +413,8 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
                 cells.append(f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}]"
                              + (f" ({int(r.errors)} err)" if r.errors else ""))
             name = f"`{policy}`" + (f" ({ckpt[:8]})" if policy not in ("expert", "random") else "")
+            if TRAIN_MODE_MARK in str(q["method"].iloc[0]):
+                name += f" {TRAIN_MODE_MARK}"
             lines.append(f"| {name} | " + " | ".join(cells) + f" | **{_pct(by.loc['mean'].success_rate)}** |")
             drops.append(f"| {name} | " + " | ".join(
                 f"{100 * by.loc[s].drop_vs_test:+.0f}" if s in by.index and pd.notna(by.loc[s].drop_vs_test) else ""
@@ -395,6 +422,8 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
                 + " |")
         n_per = p[p["split"] != "mean"]["episodes"]
         lines += (drops if shifts else []) + ["", f"Episodes per split: {int(n_per.min())}-{int(n_per.max())}.", ""]
+        if p["method"].astype(str).str.contains(TRAIN_MODE_MARK, regex=False).any():
+            lines += [TRAIN_MODE_NOTE, ""]
     return "\n".join(lines)
 
 

@@ -1,20 +1,10 @@
-"""Policies as the evaluation runner sees them, and the specs that name them on the command line.
+"""Adapters that make things the runner can drive out of experts, random actions, Stable-Baselines3 models,
+callables and vp_agent checkpoints, and the specs that name them on the command line.
 
-Every policy exposes two methods, both batched over the vector of environments being rolled out:
-
-``reset(env_ids=None)``
-    a new episode starts in the slots ``env_ids`` (``None``: every slot); forget their internal state
-    (action chunks, observation history, random generators).
-``act(obs, infos) -> np.ndarray``
-    ``obs`` is a batch: ``{"state": (B, D) float32, "pixels": {camera: (B, H, W, 3) uint8}}`` (``pixels``
-    absent for state-only protocols); ``infos`` is a list of B dicts (the env's ``info`` plus ``slot``, the
-    index of the environment slot, so a stateful policy can keep per-slot state). Returns ``(B, 4)`` actions
-    in ``[-1, 1]``. ``infos`` carry ``instruction``, ``task``, ``split``, ``level``, ``episode``, ``seed``,
-    ``steps`` and ``slot``; ``privileged_state`` (the simulator's full state) is passed only to policies
-    with ``privileged = True`` (the scripted expert: an upper bound, not a contender).
-
-and two attributes that go into every result row: ``spec`` (the string that built it) and
-``checkpoint_hash`` (sha256 of the weights, or of the spec when there are none).
+Every policy implements the one interface, :class:`vp_agent.policies.interface.Policy` (re-exported here):
+``reset(env_ids=None)`` and ``act(obs, infos)``, both batched over env slots, plus the attributes the runner
+reads (``spec``, ``checkpoint_hash``, ``privileged``, ``config``, ``training_record``, ``generated``); its
+module docstring says what ``obs`` and ``infos`` hold.
 
 Specs (:func:`load_policy_spec`); each is fully checked before any rollout starts:
 
@@ -28,8 +18,8 @@ Specs (:func:`load_policy_spec`); each is fully checked before any rollout start
                               the cameras. Actions are ``predict(..., deterministic=True)``.
 ``py:<module>:<factory>``     ``factory()`` returns a Policy, or a callable ``(obs, info) -> action`` for
                               one env that is looped over the batch (the adapter for "any callable")
-``<checkpoint dir>``          a ``vp_agent`` checkpoint, loaded by ``vp_agent.load_policy(dir)`` once that
-                              exists (issue 5); until then a clear error
+``<checkpoint dir>``          a ``vp_agent`` checkpoint (``vp-train``'s ``checkpoints/last``), loaded by
+                              ``vp_agent.load_policy(dir)``
 ============================  ===========================================================================
 """
 
@@ -47,6 +37,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from eval.protocol import ACTION_DIM
+from vp_agent.policies.interface import Policy
+
+__all__ = ["Policy", "load_policy_spec", "PolicySpecError", "ExpertPolicy", "RandomPolicy", "CallablePolicy",
+           "SB3Policy", "ImageAblation"]
 
 SPEC_KINDS = ("expert", "random", "sb3:<model.zip>", "sb3:<algo>:<model.zip>", "py:<module>:<factory>",
               "<vp_agent checkpoint dir>")
@@ -79,20 +73,6 @@ def sha256_dir(path: Path) -> str:
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
-
-
-class Policy:
-    """Base class: override :meth:`act` (and :meth:`reset` if the policy keeps per-slot state)."""
-
-    spec: str = ""
-    checkpoint_hash: str = ""
-    privileged: bool = False  # True only for references (the expert): the runner then passes privileged_state
-
-    def reset(self, env_ids: Sequence[int] | None = None) -> None:
-        """A new episode starts in the slots ``env_ids`` (``None``: all)."""
-
-    def act(self, obs: dict[str, Any], infos: list[dict[str, Any]]) -> np.ndarray:
-        raise NotImplementedError
 
 
 def index_obs(obs: dict[str, Any], i: int) -> dict[str, Any]:
@@ -148,10 +128,9 @@ class ImageAblation(Policy):
         self.inner, self.mode = policy, mode
         self.spec = f"{policy.spec}#{mode}-image"
         self.checkpoint_hash = policy.checkpoint_hash
-        self.privileged = getattr(policy, "privileged", False)
-        self.config = getattr(policy, "config", None)
-        training = getattr(policy, "training", None)
-        self.training = {**training, "image_ablation": mode} if isinstance(training, dict) else training
+        self.privileged, self.config = policy.privileged, policy.config
+        record = policy.training_record
+        self.training_record = {**record, "image_ablation": mode} if isinstance(record, dict) else record
 
     def reset(self, env_ids=None):
         self.inner.reset(env_ids)
@@ -326,14 +305,8 @@ def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
         policy = vp_agent.load_policy(str(path))
     except vp_agent.CheckpointError as exc:  # a clear error before any rollout, as for every other spec
         raise PolicySpecError(f"policy {spec!r}: {exc}") from exc
-    for method in ("reset", "act"):
-        if not callable(getattr(policy, method, None)):
-            raise PolicySpecError(f"checkpoint dir {str(path)!r}: vp_agent.load_policy returned "
-                                  f"{type(policy).__name__} without a {method}() method")
-    if not isinstance(policy, Policy):  # keep the vp_agent object; give it the two attributes rows need
-        policy.spec = spec
-        policy.checkpoint_hash = sha256_dir(path)
-    policy.training = training_record(path)
+    policy.spec, policy.checkpoint_hash = spec, sha256_dir(path)
+    policy.training_record = training_record(path)  # not `training`: that is torch's train/eval flag
     return policy
 
 

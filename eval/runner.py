@@ -226,7 +226,7 @@ class Runner:
             "protocol": {"name": self.protocol.name, "version": self.protocol.version,
                          "sha256": self.protocol.sha256, "source": self.protocol.source},
             "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash,
-                       "training": getattr(self.policy, "training", None)},
+                       "training": self.policy.training_record},
             "episodes_total": len(self.episodes),
             "protocol_episodes_total": len(self.protocol.episodes()),  # > episodes_total: a partial run
             "sessions": sessions + [session],
@@ -256,7 +256,9 @@ class Runner:
         pending = [ep for ep in self.episodes if (ep.task, ep.split, ep.level, ep.index) not in done]
         session = {"start": now_iso(), "end": None, "status": "running", "num_envs": self.num_envs,
                    "vector": self.vector, "episodes_before": len(rows), "episodes_pending": len(pending),
-                   "environment": environment_record()}
+                   "environment": environment_record(),
+                   # sessions without it loaded trained policies in torch's training mode (crops, dropout)
+                   "inference_mode": "eval"}
         self._write_manifest(session)
         log.info("%s: %d episodes already done, %d to run", self.run_dir, len(rows), len(pending))
         bar = tqdm(total=len(self.episodes), initial=len(self.episodes) - len(pending), unit="ep",
@@ -286,7 +288,7 @@ class Runner:
         # A policy that generates video (Video Policy) gets a per-episode score of its video against what
         # was then executed (row column video_psnr), so every episode's frames are kept while it runs.
         camera = self.protocol.cameras[0] if self.protocol.cameras else None
-        self._scores_video = isinstance(getattr(self.policy, "generated", None), dict) and camera is not None
+        self._scores_video = isinstance(self.policy.generated, dict) and camera is not None
         try:
             while queue or any(s is not None for s in slots):
                 # 1. hand free slots their next episode, start them
@@ -338,7 +340,7 @@ class Runner:
         # A policy under test sees its observation, the instruction and the episode's bookkeeping
         # (POLICY_INFO); the simulator's full state, the shaped reward, success and the split go only to
         # policies that declare they are references (the scripted expert, privileged-state ceilings).
-        if getattr(self.policy, "privileged", False):
+        if self.policy.privileged:
             batch_infos = [{**infos_l[i], "slot": i} for i in live]
         else:
             batch_infos = [{**{k: infos_l[i][k] for k in POLICY_INFO if k in infos_l[i]}, "slot": i} for i in live]
@@ -370,7 +372,7 @@ class Runner:
     def _keep_generated(self, live) -> None:
         """Policies that generate video (Video Policy) expose ``generated[slot]``: (cams, F, H, W, 3) frames of
         their last chunk. Keep each new one with the step it was made at, for the episodes filmed."""
-        generated = getattr(self.policy, "generated", None)
+        generated = self.policy.generated
         if not isinstance(generated, dict):
             return
         for i in live:
@@ -379,7 +381,7 @@ class Runner:
                 kept.append((len(self._frames[i]) - 1, video))
 
     def _stride(self) -> int:
-        return max(1, int(getattr(getattr(self.policy, "config", None), "frame_stride", 1)))
+        return max(1, int(getattr(self.policy.config, "frame_stride", 1)))
 
     def _video_psnr(self, i) -> float:
         """Mean PSNR (dB) of every generated frame against the executed frame at the step it was generated
@@ -454,10 +456,10 @@ def check_backend(backend: str) -> None:
                        "(or use backend=local)")
 
 
-def check_observation_fit(protocol: Protocol, policy: Any) -> None:
+def check_observation_fit(protocol: Protocol, policy: Policy) -> None:
     """Refuse a trained policy whose camera or image size is not the protocol's, before any rollout (its
     rows would measure a camera mismatch, not the policy). Policies that record neither pass."""
-    config = getattr(policy, "config", None)
+    config = policy.config
     if config is None or not getattr(config, "use_image", True):
         return
     cameras = tuple(getattr(config, "cameras", ()) or ((config.camera,) if getattr(config, "camera", None) else ()))
@@ -465,8 +467,8 @@ def check_observation_fit(protocol: Protocol, policy: Any) -> None:
     if missing:
         raise RunError(f"policy {policy.spec!r} reads camera(s) {', '.join(missing)}, but protocol "
                        f"{protocol.name!r} renders {', '.join(protocol.cameras) or 'no camera'}")
-    training = getattr(policy, "training", None)
-    sizes = set(training.get("image_sizes") or ()) if isinstance(training, dict) else set()
+    record = policy.training_record
+    sizes = set(record.get("image_sizes") or ()) if isinstance(record, dict) else set()
     if sizes and not (protocol.image_size[0] == protocol.image_size[1] and protocol.image_size[0] in sizes):
         raise RunError(f"policy {policy.spec!r} was trained on {', '.join(map(str, sorted(sizes)))}-px images, "
                        f"but protocol {protocol.name!r} renders {protocol.image_size[0]}x{protocol.image_size[1]}")
@@ -494,7 +496,7 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
             raise RunError(f"splits {unknown} are not in protocol {proto.name}; valid: {', '.join(names)}")
         episodes = [ep for ep in proto.episodes() if ep.split in splits]
     pol = policy if isinstance(policy, Policy) else load_policy_spec(policy)
-    if not getattr(pol, "spec", ""):
+    if not pol.spec:
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
     check_observation_fit(proto, pol)
     if image_ablation:

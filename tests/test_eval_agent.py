@@ -61,3 +61,28 @@ def test_video_policy_saves_generated_beside_executed_video_on_a_split_subset(tm
     assert side.shape[1:3] == (32, 64)  # executed | generated
     with pytest.raises(RunError, match="not in protocol tiny; valid: test, camera"):
         run(protocol, str(tmp_path / "ckpt"), run_dir=tmp_path / "run2", splits=["nope"], progress=False)
+
+
+def test_a_checkpoint_loaded_for_evaluation_acts_in_eval_mode(tmp_path):
+    """vp-eval once stored how a checkpoint was trained in ``policy.training``, torch's train/eval flag: every
+    loaded policy then ran in training mode (random crops, conditioning dropout) and one observation gave
+    different actions on each call. The record is ``training_record``; the policy stays in eval mode."""
+    import vp_envs
+
+    generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "demos", size=32, progress=False)
+    ds = DemoDataset([tmp_path / "demos"])
+    policy = make_policy("bc", dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=32,
+                                    hidden_dims=[32], crop=28), ds.stats, ds.state_dim, ds.action_dim)
+    policy.save(tmp_path / "ckpt", extra={"train_config": {"seed": 4, "steps": 1}, "datasets": {}})
+    loaded = load_policy_spec(str(tmp_path / "ckpt"))
+    assert loaded.training_record["seed"] == 4
+    assert not any(m.training for m in loaded.modules())
+    env = vp_envs.make("vp/metaworld-reach-v3", width=32, height=32)
+    obs, info = env.reset(options={"episode": 0})
+    actions = []
+    for seed in range(3):
+        torch.manual_seed(seed)  # a random crop would draw a different window each time
+        loaded.reset()
+        actions.append(loaded.act(obs, info))
+    env.close()
+    assert np.array_equal(actions[0], actions[1]) and np.array_equal(actions[0], actions[2])

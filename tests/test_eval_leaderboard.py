@@ -258,3 +258,30 @@ def test_per_task_table_puts_published_numbers_beside_each_run(tmp_path):
     published.write_text("task,success_rate\nreach-v3,0.18\n")
     table = per_task_table(rows, protocol="toy", published=published)
     assert "| reach-v3 | 75 | 18 |" in table and "| **all** | **75** | 18 (of 1 tasks) |" in table
+
+
+def test_runs_evaluated_in_training_mode_are_marked(tmp_path):
+    """Sessions from before the fix loaded trained policies in torch's training mode; where that changed the
+    actions (random crop, conditioning dropout) the run's method carries the mark, nowhere else."""
+    import json
+
+    from eval.leaderboard import TRAIN_MODE_MARK, evaluated_in_training_mode, run_method
+
+    def run(name, policy, config, sessions):
+        d = tmp_path / name
+        d.mkdir()
+        training = {"method": policy, "recipe": {"policy": {"name": policy, "config": config}}}
+        (d / "manifest.json").write_text(json.dumps({"policy": {"training": training}, "sessions": sessions}))
+        return d
+
+    old, new = [{"start": "a"}], [{"start": "a", "inference_mode": "eval"}]
+    assert evaluated_in_training_mode(run("crop", "bc", {"crop": 58}, old) / "episodes.parquet")
+    assert evaluated_in_training_mode(run("default-crop", "diffusion", {}, old) / "episodes.parquet")
+    assert evaluated_in_training_mode(run("vp", "video_policy", {}, old) / "episodes.parquet")
+    assert not evaluated_in_training_mode(run("fixed", "bc", {"crop": 58}, new) / "episodes.parquet")
+    assert evaluated_in_training_mode(run("resumed", "bc", {"crop": 58}, old + new) / "episodes.parquet")  # one old session
+    assert not evaluated_in_training_mode(run("no-crop", "bc", {"crop": 0}, old) / "episodes.parquet")
+    assert not evaluated_in_training_mode(run("state", "bc", {"use_image": False}, old) / "episodes.parquet")
+    assert not evaluated_in_training_mode(run("vp-nodrop", "video_policy", {"cond_dropout": 0}, old) / "episodes.parquet")
+    assert run_method(tmp_path / "crop", "x") == f"bc {TRAIN_MODE_MARK}"
+    assert run_method(tmp_path / "fixed", "x") == "bc"

@@ -165,18 +165,12 @@ def train(cfg) -> Path:
     # ---- data
     tasks = list(cfg.tasks) if cfg.tasks else None
     budget = cfg.get("episodes_per_task")
-    if hasattr(cls, "make_dataset"):
-        dataset = cls.make_dataset(config, list(cfg.data), tasks, episodes_per_task=budget)
-    else:
-        dataset = DemoDataset(list(cfg.data), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
-                              tasks=tasks, episodes_per_task=budget,
-                              state_source=getattr(config, "state_source", "state"),
-                              use_image=getattr(config, "use_image", True))
+    dataset = cls.make_dataset(config, list(cfg.data), tasks, episodes_per_task=budget)
     log.info("data: %d episodes (%s per task) from %s", len(dataset.frames), budget or "all", list(cfg.data))
 
-    stages = (cls.training_stages(config) if hasattr(cls, "training_stages")
-              else [(None, cfg.steps, cfg.batch_size, config.lr)])
-    if hasattr(cls, "training_stages"):
+    staged = cls.training_stages(config)
+    stages = staged if staged is not None else [(None, cfg.steps, cfg.batch_size, config.lr)]
+    if staged is not None:
         log.info("%s trains in stages %s (steps/batch/lr from the policy config; cfg.steps is not used)",
                  name, [s[0] for s in stages])
     if cfg.get("init_from"):
@@ -264,7 +258,7 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
             policy.prepare_dataset(dataset, cache_dir=out / "cache")
     dataset.set_text_embeddings(policy.text_encoder.encode(dataset.instructions))
     policy.train()
-    params = policy.trainable_parameters() if hasattr(policy, "trainable_parameters") else list(policy.parameters())
+    params = policy.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     ema = None
     if hasattr(config, "ema_power"):

@@ -1,4 +1,4 @@
-"""The interface every policy implements, and what they share: observation handling, the action queue
+"""The torch base of trained policies (:class:`TorchPolicy`, implementing :class:`~vp_agent.policies.interface.Policy`), and what they share: observation handling, the action queue
 (chunking with a receding horizon), normalisation, and save / load.
 
 Every policy is called like a scripted expert: ``action = policy.act(obs, info)``, with one env's
@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vp_agent.data import MinMax
+from vp_agent.data import DemoDataset, MinMax
+from vp_agent.policies.interface import Policy
 from vp_agent.policies.modules import ImageEncoder, center_crop, random_crop, seeded_noise
 from vp_agent.text import make_text_encoder
 
@@ -40,9 +41,16 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be loaded; the message names the path and the reason."""
 
 
-class Policy(nn.Module):
-    """Base class. Subclasses set ``name`` and ``config_class`` and implement ``predict_action_chunk``
-    (normalised batch -> normalised (B, horizon, A) actions) and ``forward`` (batch -> {"loss": ...})."""
+class TorchPolicy(Policy, nn.Module):
+    """Base class of trained policies. Subclasses set ``name`` and ``config_class`` and implement
+    ``predict_action_chunk`` (normalised batch -> normalised (B, horizon, A) actions) and ``forward``
+    (batch -> {"loss": ...}). Training hooks with defaults for single-stage policies (overridden by Video
+    Policy): :meth:`training_stages`, :meth:`make_dataset`, :meth:`set_stage`, :meth:`prepare_dataset`,
+    :meth:`trainable_parameters`.
+
+    Mind the name: ``training`` is torch's train/eval flag; how a checkpoint was trained is
+    ``training_record``. (Setting ``policy.training`` to that record once left every policy that ``vp-eval``
+    loaded in training mode: random crops and conditioning dropout at inference.)"""
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
@@ -101,17 +109,43 @@ class Policy(nn.Module):
         runner then passes ``info["privileged_state"]``, which it hides from every other policy."""
         return getattr(self.config, "state_source", "state") == "privileged"
 
+    # ------------------------------------------------------------------------------- training hooks
+    @classmethod
+    def training_stages(cls, config) -> list[tuple[str, int, int, float]] | None:
+        """``(stage, steps, batch size, lr)`` in training order for a policy trained in stages (Video
+        Policy), or ``None`` (the default): one stage of ``vp-train``'s ``steps`` and ``batch_size`` at the
+        config's ``lr``."""
+        return None
+
+    @classmethod
+    def make_dataset(cls, config, roots, tasks=None, episodes_per_task=None):
+        """The training dataset for ``config`` from the dataset directories ``roots``."""
+        return DemoDataset(list(roots), camera=config.camera, n_obs=config.n_obs, horizon=config.horizon,
+                           tasks=tasks, episodes_per_task=episodes_per_task,
+                           state_source=getattr(config, "state_source", "state"),
+                           use_image=getattr(config, "use_image", True))
+
+    def set_stage(self, stage: str) -> None:
+        """Enter training stage ``stage`` (staged policies freeze what the stage does not train)."""
+
+    def prepare_dataset(self, dataset, cache_dir=None) -> None:
+        """Precompute what a stage trains on (Video Policy: the frames' latents); nothing by default."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimiser updates in the current stage (default: all)."""
+        return list(self.parameters())
+
     # --------------------------------------------------------------------------------------- acting
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def reset(self, slots: list[int] | None = None) -> None:
+    def reset(self, env_ids: list[int] | None = None) -> None:
         """Forget observation history and queued actions (of some env slots, or all)."""
-        if slots is None:
+        if env_ids is None:
             self._history, self._queues = {}, {}
             return
-        for i in slots:
+        for i in env_ids:
             self._history.pop(int(i), None)
             self._queues.pop(int(i), None)
 
@@ -243,8 +277,8 @@ def _noise_seeds(info, rows: list[int]) -> list[int] | None:
     return seeds
 
 
-def load_policy(directory: str | Path, device: str = "cpu") -> Policy:
-    """Load any policy saved with :meth:`Policy.save`; errors name the path and what is wrong."""
+def load_policy(directory: str | Path, device: str = "cpu") -> TorchPolicy:
+    """Load any policy saved with :meth:`TorchPolicy.save`; errors name the path and what is wrong."""
     from vp_agent.policies import registry
 
     directory = Path(directory)

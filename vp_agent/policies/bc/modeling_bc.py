@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from vp_agent.policies.base import Policy
+from vp_agent.policies.base import TorchPolicy
 from vp_agent.policies.bc.configuration_bc import BCConfig
 
 
-class BCPolicy(Policy):
+class BCPolicy(TorchPolicy):
     """robomimic-style BC over pixels, state and the task sentence (see :class:`BCConfig`)."""
 
     name = "bc"

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from vp_agent.policies.base import Policy
+from vp_agent.policies.base import TorchPolicy
 from vp_agent.policies.diffusion.configuration_diffusion import DiffusionConfig
 from vp_agent.policies.modules import ConditionalUnet1D
 
 
-class DiffusionPolicy(Policy):
+class DiffusionPolicy(TorchPolicy):
     """Chi et al.'s CNN-based Diffusion Policy (see :class:`DiffusionConfig`)."""
 
     name = "diffusion"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, EDMEulerScheduler, UNetSpatioTemporalConditionModel
 from torch import nn
 
-from vp_agent.policies.base import Policy
+from vp_agent.policies.base import TorchPolicy
 from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seeded_noise
 from vp_agent.policies.video_policy.configuration_video_policy import STAGES, VideoPolicyConfig
 
@@ -58,7 +58,7 @@ class FeaturePooler(nn.Module):
         return h.mean(dim=(2, 3, 4))
 
 
-class VideoPolicy(Policy):
+class VideoPolicy(TorchPolicy):
     """Video generation as the policy (see module docstring and :class:`VideoPolicyConfig`)."""
 
     name = "video_policy"
@@ -333,7 +333,7 @@ class VideoPolicy(Policy):
             s.set_timesteps(c.num_inference_steps, device=image.device)
         dev = image.device
         x_shape = (cams * c.num_frames, lc, self.latent_size, self.latent_size)
-        if noise_seeds is not None:  # per row: the noise depends on the episode and step only (see Policy.act)
+        if noise_seeds is not None:  # per row: the noise depends on the episode and step only (see TorchPolicy.act)
             x, a = seeded_noise(noise_seeds, x_shape, (c.horizon, self.action_dim), device=dev)
         else:
             x = torch.randn(b, *x_shape, generator=generator, device=dev)
@@ -388,24 +388,24 @@ class VideoPolicy(Policy):
                 self.generated[int(slot)] = frames[k].cpu().numpy()
         return actions
 
-    def reset(self, slots=None):
-        super().reset(slots)
-        if slots is None:
+    def reset(self, env_ids=None):
+        super().reset(env_ids)
+        if env_ids is None:
             self.generated = {}
         else:
-            for s in slots:
+            for s in env_ids:
                 self.generated.pop(int(s), None)
 
     # ------------------------------------------------------------------------------------ training API
-    @staticmethod
-    def make_dataset(config: VideoPolicyConfig, roots, tasks=None, episodes_per_task=None):
+    @classmethod
+    def make_dataset(cls, config: VideoPolicyConfig, roots, tasks=None, episodes_per_task=None):
         from vp_agent.data import VideoDataset
 
         return VideoDataset(roots, cameras=tuple(config.cameras), horizon=config.horizon,
                             frame_stride=config.frame_stride, tasks=tasks, episodes_per_task=episodes_per_task)
 
-    @staticmethod
-    def training_stages(config: VideoPolicyConfig) -> list[tuple[str, int, int, float]]:
+    @classmethod
+    def training_stages(cls, config: VideoPolicyConfig) -> list[tuple[str, int, int, float]]:
         """(stage, steps, batch size, lr) in training order; a pretrained autoencoder skips ``vae``."""
         stages = []
         for stage in STAGES:

@@ -1,0 +1,53 @@
+"""The one policy interface: what the evaluation runner drives and every policy implements.
+
+Torch-free, so that the runner, its Ray workers and the adapters of ``eval.policies`` (scripted expert,
+random, Stable-Baselines3, any callable) import it without torch; trained policies implement it through
+:class:`vp_agent.policies.base.TorchPolicy`.
+
+Both methods are batched over the environment slots being rolled out:
+
+``reset(env_ids=None)``
+    a new episode starts in the slots ``env_ids`` (``None``: every slot); forget their state (action chunks,
+    observation history, random generators).
+``act(obs, infos) -> np.ndarray``
+    ``obs`` is a batch ``{"state": (B, D) float32, "pixels": {camera: (B, H, W, 3) uint8}}`` (``pixels`` absent
+    for state-only protocols), ``infos`` a list of B dicts: ``instruction``, ``suite``, ``episode``, ``seed``,
+    ``steps``, ``active`` and ``slot`` (the env slot, so a stateful policy keeps per-slot state); everything
+    else the env knows (reward, task, split, the simulator state) only for ``privileged`` references.
+    Returns ``(B, action_dim)`` actions in ``[-1, 1]``.
+
+Attributes the runner reads, all optional (the defaults below):
+
+- ``spec``, ``checkpoint_hash``: what built the policy and a hash of its weights; they go into every row;
+- ``privileged``: a reference that may read the simulator's full state (expert, ``bc_state``);
+- ``config``: a policy config naming ``camera``/``cameras``, ``use_image`` and ``frame_stride`` (checked
+  against the protocol's observation before any rollout);
+- ``training_record``: how a checkpoint was trained (method, demonstrations, seed, recipe hash), for the
+  run manifest and the leaderboard's sample-efficiency table;
+- ``generated``: a policy that imagines video (Video Policy) keeps its last generated frames here, per slot,
+  for the side-by-side rollout videos and video-quality scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class Policy:
+    """Base class of every policy the runner drives: override :meth:`act` (and :meth:`reset` if the policy
+    keeps per-slot state)."""
+
+    spec: str = ""
+    checkpoint_hash: str = ""
+    privileged: bool = False
+    config: Any = None
+    training_record: dict | None = None
+    generated: dict | None = None
+
+    def reset(self, env_ids: Sequence[int] | None = None) -> None:
+        """A new episode starts in the slots ``env_ids`` (``None``: all)."""
+
+    def act(self, obs: dict[str, Any], infos: list[dict[str, Any]]) -> np.ndarray:
+        raise NotImplementedError
