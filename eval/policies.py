@@ -32,11 +32,10 @@ import json
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from eval.protocol import ACTION_DIM
 from vp_agent.policies.interface import Policy
 
 __all__ = ["Policy", "load_policy_spec", "PolicySpecError", "ExpertPolicy", "RandomPolicy", "CallablePolicy",
@@ -160,7 +159,9 @@ class RandomPolicy(Policy):
             self._rngs.pop(int(i), None)
 
     def act(self, obs, infos):
-        dim = ACTION_DIM[infos[0].get("suite", "metaworld")]  # the runner never calls with no live slot
+        import vp_envs
+
+        dim = vp_envs.suite_spec(infos[0].get("suite", "metaworld")).action_dim  # never called with no live slot
         out = np.empty((len(infos), dim), np.float32)
         for row, info in enumerate(infos):
             slot = int(info["slot"])

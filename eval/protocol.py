@@ -36,10 +36,8 @@ REQUIRED = ("name", "version", "description", "suite", "tasks", "splits", "episo
             "cameras", "image_size")
 OPTIONAL = {"terminate_on_success": True, "state": "proprio", "held_out_tasks": None}
 STATES = ("proprio", "full")
-# Per suite: the action size and each state mode that has one size for every task (the evaluation vector
-# batches all of a protocol's tasks in one observation/action space).
-ACTION_DIM = {"metaworld": 4, "robosuite": 7}
-SHARED_STATE_DIM = {("metaworld", "proprio"): 4, ("metaworld", "full"): 39, ("robosuite", "proprio"): 9}
+# Sizes per suite (action, the state modes with one size for every task, the privileged state) come from
+# vp_envs.suite_spec: the evaluation vector batches all of a protocol's tasks in one observation/action space.
 
 
 class ProtocolError(ValueError):
@@ -173,6 +171,7 @@ def _positive_int(raw: dict, key: str, source: str) -> int:
 def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
     """Validate a parsed protocol dict. Every error names ``source``, the field, the bad value and the
     valid ones, and is raised before any environment is built."""
+    import vp_envs
     from vp_envs import load_splits
     from vp_envs.splits import SUITES
 
@@ -196,11 +195,7 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
         raise _bad(source, "suite", f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     splits_spec = load_splits(suite)
 
-    if suite == "metaworld":
-        from vp_envs.metaworld_env import list_tasks
-    else:
-        from vp_envs.robosuite_env import list_tasks
-    known_tasks = list_tasks()
+    known_tasks = vp_envs.list_tasks(suite)
     tasks = raw["tasks"]
     if not isinstance(tasks, list) or not tasks:
         raise _bad(source, "tasks", f"must be a non-empty list of task names; got {tasks!r}")
@@ -271,10 +266,10 @@ def parse_protocol(raw: Any, source: str = "<memory>") -> Protocol:
     state = raw.get("state", OPTIONAL["state"])
     if state not in STATES:
         raise _bad(source, "state", f"unknown state mode {state!r}; known: {', '.join(STATES)}")
-    if (suite, state) not in SHARED_STATE_DIM:
+    shared = vp_envs.suite_spec(suite).state_dims
+    if state not in shared:
         raise _bad(source, "state", f"state {state!r} differs in size between {suite} tasks, so one protocol "
-                                    f"cannot batch them; use: " + ", ".join(m for s_, m in SHARED_STATE_DIM
-                                                                             if s_ == suite))
+                                    f"cannot batch them; use: " + ", ".join(shared))
     description = raw["description"]
     if not isinstance(description, str) or not description.strip():
         raise _bad(source, "description", "must say in words what the protocol measures")

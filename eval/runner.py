@@ -47,7 +47,7 @@ import pandas as pd
 
 import vp_envs
 from eval.policies import ImageAblation, Policy, load_policy_spec, policy_slug
-from eval.protocol import ACTION_DIM, EpisodeSpec, Protocol, load_protocol
+from eval.protocol import EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
 from vp_envs.stats import psnr
 
@@ -186,7 +186,7 @@ class Runner:
         if vector not in VECTOR_MODES:
             raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
         self.protocol, self.policy, self.run_dir = protocol, policy, Path(run_dir)
-        self.action_dim = ACTION_DIM[protocol.suite]
+        self.action_dim = vp_envs.suite_spec(protocol.suite).action_dim
         self.num_envs, self.vector = num_envs, vector
         self.videos_per_cell = videos_per_cell if protocol.cameras else 0
         self.video_fps, self.retry_errors, self.progress = video_fps, retry_errors, progress

@@ -30,19 +30,10 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from eval.protocol import ACTION_DIM, SHARED_STATE_DIM  # noqa: E402
+import vp_envs  # noqa: E402
 
 IDLE = "idle"  # assign this to stop a slot's episode (e.g. when the policy failed on it)
 ENV_CACHE = 2  # inner envs kept per slot: episodes come cell by cell, so one is reused, one is the next cell
-
-
-def privileged_dim(suite: str) -> int:
-    """One size for ``info["privileged_state"]`` over a suite's tasks (robosuite's differ: zero-padded)."""
-    if suite == "metaworld":
-        return 39
-    from vp_envs.robosuite_env import list_tasks, privileged_layout
-
-    return max(max(s.stop for s in privileged_layout(t).values()) for t in list_tasks())
 
 
 def format_error(exc: BaseException) -> str:
@@ -62,13 +53,14 @@ class SlotEnv(gym.Env):
         self.env_kwargs = dict(env_kwargs)
         cams = tuple(self.env_kwargs.get("cameras", ()))
         h, w = self.env_kwargs["height"], self.env_kwargs["width"]
-        state_dim = SHARED_STATE_DIM[(suite, self.env_kwargs.get("state", "proprio"))]
+        spec = vp_envs.suite_spec(suite)
+        state_dim = spec.state_dims[self.env_kwargs.get("state", "proprio")]
         obs = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
         if cams:
             obs["pixels"] = spaces.Dict({c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cams})
         # Loose state bounds on purpose: tasks differ in their bounds and every slot must share one space.
         self.observation_space = spaces.Dict(obs)
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM[suite],), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
         self.next_episode: Any = None
         self._envs: OrderedDict[tuple, Any] = OrderedDict()
         self._env = None
@@ -76,7 +68,7 @@ class SlotEnv(gym.Env):
         self._obs = self.observation_space.sample()
         self._zero_obs()
         self._reset_counters()
-        self._last_privileged = np.zeros(privileged_dim(suite))
+        self._last_privileged = np.zeros(spec.privileged_dim)
         self._last_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ helpers

@@ -2,7 +2,6 @@
 fp32 training, it is deterministic, and a wrong name is one clear line."""
 
 import subprocess
-import sys
 
 import pytest
 import torch

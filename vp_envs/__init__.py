@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from importlib import resources
 
 # MuJoCo picks its GL backend once, when it is first imported; every module here that imports it does so
@@ -45,8 +46,8 @@ NO_LIMIT = 2**31 - 1  # the simulator's own step limit when an env has max_episo
 # Rows and datasets of these suites made before RENDER_VERSION 2 carry the defect described above.
 RENDER_V1_DEFECT_SUITES = ("metaworld",)
 
-__all__ = ["make", "list_envs", "list_splits", "scripted_expert", "episode_seed", "load_splits",
-           "parse_env_id", "RenderOptions", "NAMESPACE", "RENDER_VERSION"]
+__all__ = ["make", "list_envs", "list_tasks", "list_splits", "scripted_expert", "episode_seed", "load_splits",
+           "parse_env_id", "suite_spec", "SuiteSpec", "RenderOptions", "NAMESPACE", "RENDER_VERSION"]
 
 
 def __getattr__(name: str):
@@ -64,6 +65,48 @@ def _suite_tasks(suite: str) -> list[str]:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     return list(yaml.safe_load((resources.files("vp_envs.tasks") / f"{suite}.yaml").read_text())["tasks"])
+
+
+def list_tasks(suite: str) -> list[str]:
+    """Task names of ``suite`` (``metaworld``: ``reach-v3``, ...; ``robosuite``: ``Lift``, ...)."""
+    return list(_suite_tasks(suite))
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """Sizes every task of a suite shares, read from its env class (the one source).
+
+    Attributes:
+        action_dim: action size.
+        state_dims: state mode -> observation ``state`` size, for the modes whose size is the same for every
+            task (robosuite's ``full`` state differs between tasks and is absent).
+        privileged_dim: one size for ``info["privileged_state"]`` over the suite's tasks (robosuite's differ;
+            the evaluation runner zero-pads them to this).
+    """
+
+    action_dim: int
+    state_dims: dict
+    privileged_dim: int
+
+
+@functools.cache
+def suite_spec(suite: str) -> SuiteSpec:
+    """The :class:`SuiteSpec` of ``suite`` (imports the suite's env module, hence MuJoCo)."""
+    cls = _env_class(suite)
+    return SuiteSpec(cls.action_dim, {"proprio": cls.proprio_dim, **cls.shared_state_dims},
+                     cls.privileged_dim())
+
+
+def _env_class(suite: str):
+    if suite == "metaworld":
+        from vp_envs.metaworld_env import MetaWorldEnv
+
+        return MetaWorldEnv
+    if suite == "robosuite":
+        from vp_envs.robosuite_env import RobosuiteEnv
+
+        return RobosuiteEnv
+    raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
 
 
 def list_envs(suite: str | None = None) -> list[str]:
@@ -85,15 +128,7 @@ def parse_env_id(env_id: str) -> tuple[str, str]:
 
 
 def _entry_point(suite: str, task: str, **kwargs):
-    if suite == "metaworld":
-        from vp_envs.metaworld_env import MetaWorldEnv
-
-        return MetaWorldEnv(task, **kwargs)
-    if suite == "robosuite":
-        from vp_envs.robosuite_env import RobosuiteEnv
-
-        return RobosuiteEnv(task, **kwargs)
-    raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+    return _env_class(suite)(task, **kwargs)
 
 
 def make(env_id: str, split: str = "train", **kwargs):

@@ -5,18 +5,14 @@ from __future__ import annotations
 import copy
 import functools
 from importlib import resources
-from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import yaml
-from gymnasium import spaces
 
 from vp_envs import NO_LIMIT
-from vp_envs.factors import apply_factors
+from vp_envs.base import SuiteEnv
 from vp_envs.rendering import RenderOptions, SceneRenderer
-from vp_envs.splits import episode_seed, load_splits
 
 SUITE = "metaworld"
 DEFAULT_CAMERAS = ("corner2",)
@@ -68,7 +64,7 @@ def _ancestor_in(model, body: int, roots: set[int]) -> bool:
     return False
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(SuiteEnv):
     """A Meta-World v3 task with pixels, a split and a seeded episode layout.
 
     ## Action space
@@ -105,6 +101,15 @@ class MetaWorldEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
     suite = SUITE
+    action_dim, proprio_dim = 4, 4
+    action_doc = "dx, dy, dz, gripper"
+    shared_state_dims = {"full": 39}
+    state_limit = STATE_LIMIT
+    task_instructions = staticmethod(task_instructions)
+
+    @classmethod
+    def privileged_dim(cls) -> int:
+        return 39  # Meta-World's full observation, goal included
 
     def __init__(self, task: str, split: str = "train", level: int | None = None,
                  cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS, width: int = 64, height: int = 64,
@@ -112,32 +117,8 @@ class MetaWorldEnv(gym.Env):
                  render_options: RenderOptions | dict | None = None, render_mode: str | None = None):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-        tasks = task_instructions()
-        if task not in tasks:
-            raise ValueError(f"unknown Meta-World task {task!r}; known: {', '.join(tasks)}")
-        splits = load_splits(SUITE)
-        self.split_spec = splits.split(split)
-        self.factors = self.split_spec.factors(level)
-        if state not in ("proprio", "full"):
-            raise ValueError(f"unknown state mode {state!r}; known: proprio, full")
-        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            raise ValueError(f"width and height must be positive ints; got {width!r} x {height!r}")
-        if max_episode_steps is not None and int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive (or None: no limit); got {max_episode_steps!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unknown render_mode {render_mode!r}; known: rgb_array")
-        if isinstance(render_options, dict):
-            render_options = RenderOptions(**render_options)
-
-        self.task, self.split = task, split
-        self.level = self.split_spec.default_level if level is None else level
-        self.instruction = tasks[task]
-        self.cameras = tuple(cameras)
-        self.state_mode = state
-        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
-        self.terminate_on_success = terminate_on_success
-        self.render_mode = render_mode
-
+        super().__init__(task, split, level, cameras, width, height, state, max_episode_steps,
+                         terminate_on_success, render_options, render_mode)
         self._sim = ALL_V3_ENVIRONMENTS[task]()
         self._sim._partially_observable = False  # the goal is part of the privileged state
         self._sim.__dict__.pop("sawyer_observation_space", None)
@@ -145,6 +126,7 @@ class MetaWorldEnv(gym.Env):
         self._sim._freeze_rand_vec = False
         self._sim.seeded_rand_vec = True
         self._sim.max_path_length = max(self._sim.max_path_length, self.max_episode_steps or NO_LIMIT)
+        self._model, self._data = self._sim.model, self._sim.data
         self._train_space = (self._sim._random_reset_space.low.copy(),
                              self._sim._random_reset_space.high.copy())
         position = self.factors.get("object_position")
@@ -155,76 +137,23 @@ class MetaWorldEnv(gym.Env):
             bounds = self._sim.sawyer_observation_space
             bounds.low[-3:] -= margin
             bounds.high[-3:] += margin
-        self._table_height = splits.table_height
-        self._geom_groups, self._object_bodies = _geom_groups(self._sim.model)
-        self._renderer = (SceneRenderer(self._sim.model, self._sim.data, self.cameras, width, height,
-                                        render_options or RenderOptions()) if self.cameras else None)
-
+        groups, object_bodies = _geom_groups(self._sim.model)
+        renderer = (SceneRenderer(self._sim.model, self._sim.data, self.cameras, width, height, self.render_options)
+                    if self.cameras else None)
         # Meta-World clips its observation to these bounds; unbounded entries (object poses) get a
         # finite box far outside the workspace so the space is well-formed for normalisers.
         bounds = self._sim.sawyer_observation_space
         low = np.nan_to_num(bounds.low, neginf=-STATE_LIMIT).astype(np.float32)
         high = np.nan_to_num(bounds.high, posinf=STATE_LIMIT).astype(np.float32)
-        n = 4 if state == "proprio" else 39
-        obs_spaces: dict[str, spaces.Space] = {"state": spaces.Box(low[:n], high[:n], dtype=np.float32)}
-        if self.cameras:
-            obs_spaces["pixels"] = spaces.Dict(
-                {c: spaces.Box(0, 255, (height, width, 3), np.uint8) for c in self.cameras})
-        self.observation_space = spaces.Dict(obs_spaces)
-        self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
-        self._steps = 0
-        self._seed: int | None = None
+        n = self.proprio_dim if state == "proprio" else self.shared_state_dims["full"]
+        self._finish_init(renderer, low[:n], high[:n], self.splits.table_height, TABLE_REGION, groups, object_bodies)
         self._full_obs = np.zeros(39)
-        self._last_frames: dict[str, np.ndarray] = {}
-
-    # ------------------------------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        if "episode" in options:
-            seed = episode_seed(SUITE, self.task, self.split, int(options["episode"]))
-        elif seed is None:
-            seed = int(self.np_random.integers(2**32))
-        self._seed = int(seed)
-        self._full_obs = self._reset_sim(self._seed)
-        self._steps = 0
-        if self._renderer is not None:
-            self._renderer.reset_visuals(self._sim.model)
-            scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
-                                         TABLE_REGION, self._avoid_points())
-            apply_factors(scene, self.factors, self._seed)
-            self._renderer.commit(scene)
-        return self._observation(), self._info(False)
-
-    def step(self, action):
-        if self._seed is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
-        if action.shape != (4,):
-            raise ValueError(f"Meta-World actions are 4-D (dx, dy, dz, gripper); got shape {action.shape}")
-        obs, reward, _, _, sim_info = self._sim.step(action)
-        self._full_obs = obs
-        self._steps += 1
-        success = bool(sim_info.get("success", 0.0) > 0)
-        terminated = success and self.terminate_on_success
-        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps and not terminated
-        return self._observation(), float(reward), terminated, truncated, self._info(success)
-
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        if not self.cameras:
-            raise ValueError("render() needs at least one camera; this env was made with cameras=()")
-        return self._last_frames.get(self.cameras[0])
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-        self._sim.close()
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _reset_sim(self, seed: int) -> np.ndarray:
+    def _reset_sim(self, seed: int) -> None:
+        self._full_obs = self._reset_and_observe(seed)
+
+    def _reset_and_observe(self, seed: int) -> np.ndarray:
         sim = self._sim
         position = self.factors.get("object_position")
         if position is None:
@@ -273,21 +202,18 @@ class MetaWorldEnv(gym.Env):
             points.append(np.asarray(self._sim._target_pos, dtype=np.float64))
         return np.array(points).reshape(-1, 3)
 
-    def _observation(self) -> dict[str, Any]:
-        state = self._full_obs[:4] if self.state_mode == "proprio" else self._full_obs
-        obs: dict[str, Any] = {"state": np.asarray(state, dtype=np.float32)}
-        if self._renderer is not None:
-            self._last_frames = self._renderer.render(self._sim.data)
-            obs["pixels"] = self._last_frames
-        return obs
+    def _sim_step(self, action: np.ndarray) -> tuple[float, bool]:
+        obs, reward, _, _, sim_info = self._sim.step(action)
+        self._full_obs = obs
+        return reward, bool(sim_info.get("success", 0.0) > 0)
 
-    def _info(self, success: bool) -> dict[str, Any]:
-        return {
-            "success": success,
-            "instruction": self.instruction,
-            "task": self.task,
-            "split": self.split,
-            "level": self.level,
-            "seed": self._seed,
-            "privileged_state": np.asarray(self._full_obs, dtype=np.float64).copy(),
-        }
+    def _state(self) -> np.ndarray:
+        return self._full_obs
+
+    def _privileged(self) -> np.ndarray:
+        return np.asarray(self._full_obs, dtype=np.float64).copy()
+
+    def _close_sim(self) -> None:
+        if getattr(self, "_sim", None) is not None:
+            self._sim.close()
+            self._sim = None

@@ -7,16 +7,13 @@ import logging
 from importlib import resources
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import yaml
-from gymnasium import spaces
 
 from vp_envs import NO_LIMIT
-from vp_envs.factors import apply_factors
+from vp_envs.base import SuiteEnv
 from vp_envs.rendering import RenderOptions, SceneRenderer
-from vp_envs.splits import episode_seed, load_splits
 
 SUITE = "robosuite"
 ROBOT = "Panda"
@@ -198,7 +195,7 @@ def _geom_groups(model) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return arrays, np.unique(model.geom_bodyid[arrays["object"]])
 
 
-class RobosuiteEnv(gym.Env):
+class RobosuiteEnv(SuiteEnv):
     """A robosuite v1.5 task (Panda arm) with pixels, a split and a seeded episode layout.
 
     ## Action space
@@ -239,38 +236,23 @@ class RobosuiteEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
     suite = SUITE
+    action_dim, proprio_dim = 7, PROPRIO_DIM
+    action_doc = "dx, dy, dz, drx, dry, drz, gripper"
+    state_limit = STATE_LIMIT
+    _action_dtype = np.float64
+    task_instructions = staticmethod(task_instructions)
+
+    @classmethod
+    def privileged_dim(cls) -> int:
+        return max(max(s.stop for s in privileged_layout(t).values()) for t in list_tasks())
 
     def __init__(self, task: str, split: str = "train", level: int | None = None,
                  cameras: tuple[str, ...] | list[str] | None = None, width: int = 64, height: int = 64,
                  state: str = "proprio", max_episode_steps: int | None = 500, terminate_on_success: bool = False,
                  render_options: RenderOptions | dict | None = None, render_mode: str | None = None):
-        tasks = task_instructions()
-        if task not in tasks:
-            raise ValueError(f"unknown robosuite task {task!r}; known: {', '.join(tasks)}")
-        splits = load_splits(SUITE)
-        self.split_spec = splits.split(split)
-        self.factors = self.split_spec.factors(level)
-        if state not in ("proprio", "full"):
-            raise ValueError(f"unknown state mode {state!r}; known: proprio, full")
-        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            raise ValueError(f"width and height must be positive ints; got {width!r} x {height!r}")
-        if max_episode_steps is not None and int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive (or None: no limit); got {max_episode_steps!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unknown render_mode {render_mode!r}; known: rgb_array")
-        if isinstance(render_options, dict):
-            render_options = RenderOptions(**render_options)
-
-        spec = _task_spec(task)
-        self.task, self.split = task, split
-        self.level = self.split_spec.default_level if level is None else level
-        self.instruction = tasks[task]
-        self.cameras = (spec["camera"],) if cameras is None else tuple(cameras)
-        self.state_mode = state
-        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
-        self.terminate_on_success = terminate_on_success
-        self.render_mode = render_mode
-
+        spec = _task_spec(task) if task in task_instructions() else {}
+        super().__init__(task, split, level, (spec.get("camera"),) if cameras is None else tuple(cameras),
+                         width, height, state, max_episode_steps, terminate_on_success, render_options, render_mode)
         robosuite, load_controller = _robosuite()
         self._sim = robosuite.make(
             task, robots=ROBOT, controller_configs=load_controller(controller="BASIC", robot=ROBOT),
@@ -278,6 +260,9 @@ class RobosuiteEnv(gym.Env):
             horizon=self.max_episode_steps or NO_LIMIT, ignore_done=True,  # episode ends are ours
             # A hard reset rebuilds the XML and the MjModel every episode (1-5 s) and would orphan the renderer's copy.
             hard_reset=False, reward_shaping=True, seed=CONSTRUCTION_SEED)
+        if self._sim.action_spec[0].shape != (self.action_dim,):
+            raise RuntimeError(f"robosuite {task} has {self._sim.action_spec[0].shape} actions; vp_envs expects "
+                               f"({self.action_dim},) (OSC pose + gripper)")
         self._model = self._sim.sim.model._model
         self._data = self._sim.sim.data._data
         robot = self._sim.robots[0]
@@ -289,74 +274,17 @@ class RobosuiteEnv(gym.Env):
         self._samplers = self._object_samplers()
         self._train_ranges = [(list(s.x_range), list(s.y_range)) for s in self._samplers]
         self._max_margin = spec["max_position_margin_m"]
-        self._table_height = float(spec.get("table_height", splits.table_height))
-        self._table_region = tuple(tuple(float(v) for v in axis) for axis in spec["table_region"])
 
-        self._seed: int | None = None
-        self._steps = 0
-        self._sim_obs = self._reset_sim(CONSTRUCTION_SEED)  # robosuite hides its sites on reset: copy after it
-        self._geom_groups, self._object_bodies = _geom_groups(self._model)
+        self._reset_sim(CONSTRUCTION_SEED)  # robosuite hides its sites on reset: copy after it
+        groups, object_bodies = _geom_groups(self._model)
         voxel = float(_task_file()["render"]["mesh_voxel_m_px"]) / max(width, height)
-        self._renderer = (_RobosuiteRenderer(self._model, self._data, self.cameras, width, height,
-                                             render_options or RenderOptions(), voxel) if self.cameras else None)
-
+        renderer = (_RobosuiteRenderer(self._model, self._data, self.cameras, width, height, self.render_options,
+                                       voxel) if self.cameras else None)
         n = PROPRIO_DIM if state == "proprio" else PROPRIO_DIM + self._sim_obs["object-state"].size
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-STATE_LIMIT, STATE_LIMIT, (n,), dtype=np.float32)}
-        if self.cameras:
-            obs_spaces["pixels"] = spaces.Dict(
-                {c: spaces.Box(0, 255, (height, width, 3), np.uint8) for c in self.cameras})
-        self.observation_space = spaces.Dict(obs_spaces)
-        self.action_space = spaces.Box(-1.0, 1.0, self._sim.action_spec[0].shape, np.float32)
-        self._last_frames: dict[str, np.ndarray] = {}
-
-    # ------------------------------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        if "episode" in options:
-            seed = episode_seed(SUITE, self.task, self.split, int(options["episode"]))
-        elif seed is None:
-            seed = int(self.np_random.integers(2**32))
-        self._seed = int(seed)
-        self._sim_obs = self._reset_sim(self._seed)
-        self._steps = 0
-        if self._renderer is not None:
-            self._renderer.reset_visuals(self._model)
-            scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
-                                         self._table_region, self._avoid_points())
-            apply_factors(scene, self.factors, self._seed)
-            self._renderer.commit(scene)
-        return self._observation(), self._info(False)
-
-    def step(self, action):
-        if self._seed is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"robosuite actions are 7-D (dx, dy, dz, drx, dry, drz, gripper); "
-                             f"got shape {action.shape}")
-        self._sim_obs, reward, _, _ = self._sim.step(action)
-        self._steps += 1
-        success = bool(self._sim._check_success())
-        terminated = success and self.terminate_on_success
-        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps and not terminated
-        return self._observation(), float(reward), terminated, truncated, self._info(success)
-
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        if not self.cameras:
-            raise ValueError("render() needs at least one camera; this env was made with cameras=()")
-        return self._last_frames.get(self.cameras[0])
-
-    def close(self):
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
-        if getattr(self, "_sim", None) is not None:
-            self._sim.close()
-            self._sim = None
+        self._finish_init(renderer, np.full(n, -STATE_LIMIT, np.float32), np.full(n, STATE_LIMIT, np.float32),
+                          float(spec.get("table_height", self.splits.table_height)),
+                          tuple(tuple(float(v) for v in axis) for axis in spec["table_region"]),
+                          groups, object_bodies)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _mj_id(self, kind: str, name: str) -> int:
@@ -376,7 +304,10 @@ class RobosuiteEnv(gym.Env):
             return [sampler.samplers["CollisionObjectSampler"]]
         return [sampler]
 
-    def _reset_sim(self, seed: int) -> dict[str, np.ndarray]:
+    def _reset_sim(self, seed: int) -> None:
+        self._sim_obs = self._reset_and_observe(seed)
+
+    def _reset_and_observe(self, seed: int) -> dict[str, np.ndarray]:
         sim = self._sim
         position = self.factors.get("object_position")
         if position is None:
@@ -439,23 +370,16 @@ class RobosuiteEnv(gym.Env):
                 parts.append(d.qpos[i:i + 1])
         return np.concatenate(parts).astype(np.float64)
 
-    def _observation(self) -> dict[str, Any]:
-        state = self._proprio()
-        if self.state_mode == "full":
-            state = np.concatenate([state, self._sim_obs["object-state"]])
-        obs: dict[str, Any] = {"state": np.clip(state, -STATE_LIMIT, STATE_LIMIT).astype(np.float32)}
-        if self._renderer is not None:
-            self._last_frames = self._renderer.render(self._data)
-            obs["pixels"] = self._last_frames
-        return obs
+    def _sim_step(self, action: np.ndarray) -> tuple[float, bool]:
+        self._sim_obs, reward, _, _ = self._sim.step(action)
+        return reward, bool(self._sim._check_success())
 
-    def _info(self, success: bool) -> dict[str, Any]:
-        return {
-            "success": success,
-            "instruction": self.instruction,
-            "task": self.task,
-            "split": self.split,
-            "level": self.level,
-            "seed": self._seed,
-            "privileged_state": self._privileged(),
-        }
+    def _state(self) -> np.ndarray:
+        if self.state_mode == "proprio":
+            return self._proprio()
+        return np.concatenate([self._proprio(), self._sim_obs["object-state"]])
+
+    def _close_sim(self) -> None:
+        if getattr(self, "_sim", None) is not None:
+            self._sim.close()
+            self._sim = None
