@@ -509,13 +509,13 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
 
 def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     """``test`` success against demonstrations per task, for every (method, recipe) trained at two or more
-    budgets: a table (pooled over runs and episodes, 95% Wilson; each run's rate and seed beside it),
+    budgets or with two or more seeds (the seed spread of one budget): a table (pooled over runs and episodes, 95% Wilson; each run's rate and seed beside it),
     ``sample_efficiency.csv`` and ``<protocol>_sample_efficiency.png``."""
     runs = training_runs(rows)
     if runs.empty:
         return ""
     runs = runs.groupby(["protocol", "protocol_version", "method", "recipe_hash"]).filter(
-        lambda g: g["episodes_per_task"].nunique() >= 2)
+        lambda g: g["episodes_per_task"].nunique() >= 2 or g["seed"].nunique() >= 2)
     if runs.empty:
         return ""
     import matplotlib
@@ -542,7 +542,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
     atomic_write_bytes(out / "sample_efficiency.csv",
                        lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     lines = ["", "# Sample efficiency", "",
-             "`test` success (%) against demonstrations per task, for each method trained at several budgets with",
+             "`test` success (%) against demonstrations per task, for each method trained at several budgets (or seeds) with",
              "one recipe (`vp-train ... episodes_per_task=N seed=S`, the first N demos of each task). Pooled over",
              "training runs and episodes with its 95% Wilson interval; each run's own rate, after its seed",
              "(`s<seed>:<%>`), in the last column. Two runs with one seed are two trainings of one recipe and seed.", ""]

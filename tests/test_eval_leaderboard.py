@@ -108,8 +108,9 @@ def test_partial_runs_and_video_scores_are_shown_apart(tmp_path):
 
 def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     """Runs whose manifest records training (method, budget, seed, recipe) become one line per (method,
-    recipe) over budgets; counts pool over seeds; a recipe at a single budget and an action-free run are
-    left out; the drop plot is written; nothing is left under a temporary name."""
+    recipe) over budgets; counts pool over seeds; a recipe at a single budget and seed and an action-free run
+    are left out, a recipe at one budget with two seeds is shown (its seed spread); the drop plot is written;
+    nothing is left under a temporary name."""
     import json
 
     results = tmp_path / "results"
@@ -131,11 +132,15 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     run("bc25", {"test": [1, 1, 1, 0], "camera": [1, 0, 0, 0]}, n=25)
     run("other", {"test": [1, 1, 1, 1]}, n=5, recipe="r2")           # one budget only: no line
     run("vpaf", {"test": [1, 1, 1, 1]}, method="video_policy", n=10, action_free=["data/v"])
-    run("vp25", {"test": [0, 0, 0, 0]}, method="video_policy", n=25)  # one budget for vp: no line
+    run("vp25", {"test": [0, 0, 0, 0]}, method="video_policy", n=25)  # one budget and seed for vp: no line
+    run("dp25s0", {"test": [1, 1, 0, 0]}, method="diffusion", n=25, recipe="r3")
+    run("dp25s1", {"test": [1, 1, 1, 1]}, method="diffusion", n=25, seed=1, recipe="r3")  # two seeds: a line
     assert main(["--results", str(results)]) == 0
 
-    se = pd.read_csv(results / "sample_efficiency.csv").set_index("episodes_per_task")
-    assert set(pd.read_csv(results / "sample_efficiency.csv")["method"]) == {"bc"}
+    all_se = pd.read_csv(results / "sample_efficiency.csv")
+    assert all_se[all_se["method"] == "diffusion"]["run_rates"].tolist() == ["s0:50 s1:100"]
+    se = all_se[all_se["method"] == "bc"].set_index("episodes_per_task")
+    assert set(all_se["method"]) == {"bc", "diffusion"}
     assert (se.loc[5, "runs"], se.loc[5, "seeds"], se.loc[5, "episodes"], se.loc[5, "successes"]) == (3, 2, 12, 3)
     assert se.loc[5, "run_rates"] == "s0:0 s0:25 s1:50"  # a retrain with seed 0 is a second run, not a seed
     assert (se.loc[25, "episodes"], se.loc[25, "successes"]) == (4, 3)  # test episodes only
