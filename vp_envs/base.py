@@ -35,6 +35,7 @@ from vp_envs.rendering import RenderOptions
 from vp_envs.splits import episode_seed, load_splits
 
 STATE_MODES = ("proprio", "full")
+MAX_POSITION_REDRAWS = 100
 
 
 class SuiteEnv(gym.Env):
@@ -168,6 +169,17 @@ class SuiteEnv(gym.Env):
     def _info(self, success: bool) -> dict[str, Any]:
         return {"success": bool(success), "instruction": self.instruction, "task": self.task, "split": self.split,
                 "level": self.level, "seed": self._seed, "privileged_state": self._privileged()}
+
+    @staticmethod
+    def _redraw_outside_training(seed: int, reset_with, outside) -> Any:
+        """The ``position`` split's start: reset with seeds derived deterministically from ``seed`` until
+        ``outside()`` says at least one randomised coordinate left its training range (at most
+        ``MAX_POSITION_REDRAWS`` tries); returns the last ``reset_with(seed)`` result."""
+        for attempt in range(MAX_POSITION_REDRAWS):
+            result = reset_with((seed + attempt * 7919) % 2**32)
+            if outside():
+                break
+        return result
 
     # ------------------------------------------------------------------------------------------ hooks
     def _reset_sim(self, seed: int) -> None:

@@ -20,7 +20,6 @@ DEFAULT_CAMERAS = ("corner2",)
 TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
 # Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
 ROBOT_ROOTS = ("base", "mocap")
-MAX_POSITION_REDRAWS = 100
 STATE_LIMIT = 10.0  # metres / unit quaternion entries never get near this
 
 
@@ -165,13 +164,9 @@ class MetaWorldEnv(SuiteEnv):
         varied = high > low
         sim._random_reset_space.low[:] = np.where(varied, low - margin, low)
         sim._random_reset_space.high[:] = np.where(varied, high + margin, high)
-        # Redraw (deterministically) until at least one coordinate is outside the training range.
-        for attempt in range(MAX_POSITION_REDRAWS):
-            sim.seed((seed + attempt * 7919) % 2**32)
-            obs, _ = sim.reset()
-            vec = sim._last_rand_vec
-            if np.any((vec < low - 1e-9) | (vec > high + 1e-9)):
-                break
+        self._redraw_outside_training(
+            seed, lambda s: (sim.seed(s), sim.reset()),
+            lambda: np.any((sim._last_rand_vec < low - 1e-9) | (sim._last_rand_vec > high + 1e-9)))
         return self._forward_obs()
 
     def _forward_obs(self) -> np.ndarray:

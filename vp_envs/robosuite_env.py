@@ -27,7 +27,6 @@ VISUAL_GEOM_GROUP = 1
 # Body-name prefixes of the robot's kinematic tree (arm, gripper, pedestal) in robosuite's naming.
 ROBOT_PREFIXES = ("robot0_", "gripper0_", "fixed_mount0_", "mount0_")
 TABLE_BODIES = ("table", "bin1", "bin2")  # the bins replace the table in PickPlace
-MAX_POSITION_REDRAWS = 100
 STATE_LIMIT = 10.0  # metres / radians / unit quaternion entries never get near this
 PROPRIO_DIM = 9  # eef position (3), eef quaternion (4), finger joint positions (2)
 
@@ -319,13 +318,8 @@ class RobosuiteEnv(SuiteEnv):
         for sampler, (x_range, y_range) in zip(self._samplers, self._train_ranges):
             sampler.x_range = [x_range[0] - margin, x_range[1] + margin]
             sampler.y_range = [y_range[0] - margin, y_range[1] + margin]
-        # Redraw (deterministically) until at least one object is outside its training placement range.
-        for attempt in range(MAX_POSITION_REDRAWS):
-            self._reseed((seed + attempt * 7919) % 2**32)
-            obs = sim.reset()
-            if not self._inside_training_ranges():
-                break
-        return obs
+        return self._redraw_outside_training(seed, lambda s: (self._reseed(s), sim.reset())[1],
+                                             lambda: not self._inside_training_ranges())
 
     def _reseed(self, seed: int) -> None:
         # robosuite hands one Generator object to its placement samplers and robot init noise: reseed it in

@@ -63,6 +63,7 @@ class TorchPolicy(Policy, nn.Module):
         self.text_encoder = make_text_encoder(config.text_encoder)
         self._history: dict[int, deque] = {}  # env slot -> last n_obs (image, state)
         self._queues: dict[int, deque] = {}   # env slot -> actions still to execute
+        self._chunk_slots: list[int] | None = None  # env slots of the chunk being predicted (set by act)
 
     # ------------------------------------------------------------------------------------ to implement
     def predict_action_chunk(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

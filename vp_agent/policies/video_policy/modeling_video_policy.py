@@ -384,7 +384,7 @@ class VideoPolicy(TorchPolicy):
                                        mode="bilinear", align_corners=False).round().clamp(0, 255)
                 frames = frames.to(torch.uint8).permute(0, 2, 3, 1)
             frames = frames.reshape(b, cams, self.config.num_frames, *image.shape[-2:], 3)
-            for k, slot in enumerate(getattr(self, "_chunk_slots", range(b))):
+            for k, slot in enumerate(self._chunk_slots if self._chunk_slots is not None else range(b)):
                 self.generated[int(slot)] = frames[k].cpu().numpy()
         return actions
 
