@@ -71,7 +71,7 @@ def load_rows(results: Path) -> pd.DataFrame:
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=GROUP + KEY + ["success", "error", "source"])
-    rows = label_pre_fix(pd.concat(frames, ignore_index=True))
+    rows = label_split_versions(label_pre_fix(pd.concat(frames, ignore_index=True)))
     rows["method"] = rows["source"].map({src: run_method(Path(src).parent, pol) for src, pol in
                                          rows.groupby("source")["policy"].first().items()})
     dup = rows.duplicated(GROUP + KEY, keep="first")
@@ -151,6 +151,30 @@ def label_pre_fix(rows: pd.DataFrame) -> pd.DataFrame:
     suite = rows["suite"] if "suite" in rows else pd.Series("", index=rows.index)
     stale = suite.isin(vp_envs.RENDER_V1_DEFECT_SUITES) & (rows["render_version"] < 2)
     rows.loc[stale, "protocol"] = rows.loc[stale, "protocol"] + PRE_FIX_SUFFIX
+    return rows
+
+
+SPLIT_VERSION_NOTE = (
+    "A split named `<split> (vN)` was drawn under version N of its definition, older than the one vp-envs ships "
+    "(`version` in `vp_envs/splits/<suite>.yaml`): Meta-World's `position` version 1 also widened near-fixed "
+    "coordinates (2 mm heights: fixtures floated or sank) and accepted draws whose only out-of-range coordinate "
+    "the task ignores. Such rows are kept as measured and never pooled with the current split; the same "
+    "`vp-eval` command on the run folder re-runs them (the old rows move to `episodes_superseded.parquet`).")
+
+
+def label_split_versions(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rename the split of rows drawn under an older definition of their split (``split_version``, e.g.
+    ``position`` before Meta-World's version 2 stopped widening near-fixed heights) to ``<split> (v<N>)``, so
+    a table never pools or compares them with rows of the current definition."""
+    from eval.runner import current_split_version
+
+    rows = rows.copy()
+    version = rows["split_version"] if "split_version" in rows else pd.Series(float("nan"), index=rows.index)
+    rows["split_version"] = version.fillna(1).astype(int)
+    for (suite, split), g in rows.groupby(["suite", "split"]):
+        current = current_split_version(str(suite), str(split))
+        old = g.index[g["split_version"] != current] if current is not None else g.index[:0]
+        rows.loc[old, "split"] = [f"{split} (v{v})" for v in rows.loc[old, "split_version"]]
     return rows
 
 
@@ -338,7 +362,7 @@ def split_label(split: str, level: int, levels_seen: set[int]) -> str:
 
 
 def _split_sort(label: str) -> tuple[int, str]:
-    base = label.split("@")[0]
+    base = label.split("@")[0].split(" (v")[0]
     return (SPLIT_ORDER.index(base) if base in SPLIT_ORDER else len(SPLIT_ORDER), label)
 
 
@@ -424,6 +448,8 @@ def markdown(summary: pd.DataFrame, header: bool = True, images: bool = True) ->
         lines += (drops if shifts else []) + ["", f"Episodes per split: {int(n_per.min())}-{int(n_per.max())}.", ""]
         if p["method"].astype(str).str.contains(TRAIN_MODE_MARK, regex=False).any():
             lines += [TRAIN_MODE_NOTE, ""]
+        if any(" (v" in s for s in splits):
+            lines += [SPLIT_VERSION_NOTE, ""]
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ What it guarantees:
   most the episodes that were in flight.
 - **Resume**: rerunning with the same protocol, policy and ``run_dir`` skips the keys already in the file.
   A run directory belongs to one (protocol hash, policy spec, checkpoint hash); anything else is refused.
+  Rows record their split's version (``split_version``); rows of a split whose definition has changed since
+  are moved to ``episodes_superseded.parquet`` and run again.
 - **Determinism**: an episode's rows depend only on the episode and the policy, not on ``num_envs``, the
   vector mode or the order episodes ran in (tested), as long as the policy keeps per-slot state only.
   ``wall_time_s`` and ``finished_at`` are timings and are the only columns that differ between runs.
@@ -56,7 +58,7 @@ log = logging.getLogger("vp-eval")
 KEY = ["task", "split", "level", "episode"]
 ROW_COLUMNS = ["policy", "checkpoint_hash", "protocol", "protocol_version", "protocol_sha256", "suite",
                "task", "split", "level", "episode", "seed", "success", "steps", "return", "error",
-               "vp_bench_version", "render_version", "wall_time_s", "finished_at", "video_psnr"]
+               "vp_bench_version", "render_version", "split_version", "wall_time_s", "finished_at", "video_psnr"]
 TIMING_COLUMNS = ["wall_time_s", "finished_at"]  # the only columns allowed to differ between reruns
 BACKENDS = ("local", "ray")
 # What a policy under test receives in info (besides "slot"): the instruction and episode bookkeeping. Not
@@ -99,6 +101,21 @@ def row_render_version(row: dict[str, Any]) -> int:
     """The ``render_version`` of a row; rows written before the column existed are version 1."""
     value = row.get("render_version")
     return 1 if value is None or pd.isna(value) else int(value)
+
+
+def row_split_version(row: dict[str, Any]) -> int:
+    """The ``split_version`` of a row (the version of its split's definition, ``vp_envs.splits``); rows written
+    before the column existed are version 1."""
+    value = row.get("split_version")
+    return 1 if value is None or pd.isna(value) else int(value)
+
+
+def current_split_version(suite: str, split: str) -> int | None:
+    """The version of ``split`` as this package defines it, or None for a suite or split it does not know."""
+    try:
+        return vp_envs.load_splits(suite).split(split).version
+    except (ValueError, KeyError, FileNotFoundError):
+        return None
 
 
 def package_versions() -> dict[str, str]:
@@ -193,6 +210,7 @@ class Runner:
         self.episodes = list(episodes) if episodes is not None else protocol.episodes()
         self.parquet = self.run_dir / "episodes.parquet"
         self.manifest_path = self.run_dir / "manifest.json"
+        self.superseded = self.run_dir / "episodes_superseded.parquet"  # rows of an older split version
         try:
             self.version = importlib.metadata.version("vp-bench")
         except importlib.metadata.PackageNotFoundError:
@@ -213,6 +231,16 @@ class Runner:
             raise RunError(f"run_dir {str(self.run_dir)!r} holds rows rendered with render_version "
                            f"{sorted(versions)!r}, but this package renders version {vp_envs.RENDER_VERSION} "
                            f"(see vp_envs.RENDER_VERSION); its episodes would not be comparable: use a new run_dir")
+        stale = [r for r in rows if row_split_version(r) != current_split_version(self.protocol.suite, r["split"])]
+        if stale:
+            # a split whose definition changed since these rows were made: keep them aside, run them again
+            kept = read_rows(self.superseded)
+            seen = {(tuple(r[k] for k in KEY), row_split_version(r)) for r in kept}
+            kept += [r for r in stale if (tuple(r[k] for k in KEY), row_split_version(r)) not in seen]
+            write_rows(self.superseded, kept)
+            log.warning("%s: %d rows of splits whose definition changed (%s) moved to %s; they run again",
+                        self.run_dir, len(stale), ", ".join(sorted({r["split"] for r in stale})), self.superseded)
+            rows = [r for r in rows if r not in stale]
         if self.retry_errors:
             rows = [r for r in rows if not r["error"]]
         return rows
@@ -243,6 +271,7 @@ class Runner:
             "seed": int(info["seed"]), "success": bool(info["success"]) and not error,
             "steps": int(info["steps"]), "return": float(info["return"]), "error": error,
             "vp_bench_version": self.version, "render_version": vp_envs.RENDER_VERSION,
+            "split_version": current_split_version(self.protocol.suite, ep.split) or 1,
             "wall_time_s": round(wall, 4), "finished_at": now_iso(),
         }
 

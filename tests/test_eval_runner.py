@@ -114,6 +114,7 @@ def test_resume_after_sigkill_loses_nothing(tmp_path):
 
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert f"{len(before)} episodes already done" in out.stderr  # the resume says so (Hydra must not mute it)
     after = pd.read_parquet(parquet)
     assert sorted(after["episode"]) == list(range(10))  # each exactly once
     kept = after.merge(before[["episode", "finished_at"]], on="episode", suffixes=("", "_before"))
@@ -168,3 +169,25 @@ def test_rows_carry_the_render_version_and_a_run_dir_of_older_rows_is_refused(tm
     old.to_parquet(tmp_path / "old" / "episodes.parquet")
     with pytest.raises(RunError, match=r"render_version \[1\]"):
         run(protocol, "expert", run_dir=tmp_path / "old", num_envs=1, vector="sync", progress=False)
+
+
+def test_rows_of_an_older_split_version_are_kept_aside_and_run_again(tmp_path):
+    """Rows record their split's version; when a split's definition changed (Meta-World ``position`` version
+    2), resuming moves the older rows to episodes_superseded.parquet and runs those episodes again, leaving
+    the other splits' rows alone. The leaderboard labels rows nobody re-ran ``position (v1)``."""
+    from eval.leaderboard import label_split_versions
+
+    protocol = write_protocol(tmp_path, tasks=["coffee-button-v3"], splits=["test", "position"], episodes=2,
+                              max_steps=20)
+    run_dir = tmp_path / "r"
+    rows = run(protocol, "expert", run_dir=run_dir, num_envs=1, vector="sync", progress=False, videos_per_cell=0)
+    assert dict(zip(rows["split"], rows["split_version"])) == {"test": 1, "position": 2}
+    old = rows.copy()
+    old.loc[old["split"] == "position", "split_version"] = 1
+    old.loc[old["split"] == "position", "steps"] = 999  # what the old definition measured
+    old.to_parquet(run_dir / "episodes.parquet")
+    assert set(label_split_versions(old)["split"]) == {"test", "position (v1)"}
+    again = run(protocol, "expert", run_dir=run_dir, num_envs=1, vector="sync", progress=False, videos_per_cell=0)
+    pd.testing.assert_frame_equal(without_timings(again), without_timings(rows))
+    kept = pd.read_parquet(run_dir / "episodes_superseded.parquet")
+    assert len(kept) == 2 and (kept["split_version"] == 1).all() and (kept["steps"] == 999).all()

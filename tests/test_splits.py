@@ -73,6 +73,34 @@ def test_position_split_moves_objects_out_of_training_range(make_env):
     assert outside == 10
 
 
+def test_position_widens_only_what_the_task_randomises_and_uses():
+    """Version 2 of the position split: near-fixed heights (2 mm ranges), coordinates Meta-World overwrites
+    (push's goal height, disassemble's goal) and ones the task ignores (reach's puck) stay in range."""
+    from vp_envs.metaworld_env import position_coordinates
+
+    assert position_coordinates("push-v3") == (0, 1, 3, 4)           # goal z drawn over 1 cm, then reset
+    assert position_coordinates("coffee-button-v3") == (0, 1)        # the machine's 2 mm height range
+    assert position_coordinates("peg-insert-side-v3") == (0, 1, 3, 4)
+    assert position_coordinates("disassemble-v3") == (0, 1)          # its goal follows the nut
+    assert position_coordinates("reach-v3") == (3, 4, 5)             # the goal, not the puck
+    assert load_splits("metaworld").split("position").version == 2
+
+
+@pytest.mark.parametrize("task, fixed", [("coffee-button-v3", 2), ("push-v3", 5)])
+def test_position_keeps_near_fixed_coordinates_and_rejects_on_used_ones(make_env, task, fixed):
+    from vp_envs.metaworld_env import position_coordinates
+
+    env = make_env(f"vp/metaworld-{task}", split="position", cameras=(), level=3)
+    sim = env.unwrapped._sim
+    low, high = env.unwrapped._train_space
+    used = list(position_coordinates(task))  # pinned by the test above
+    for i in range(6):
+        env.reset(options={"episode": i})
+        vec = sim._last_rand_vec
+        assert low[fixed] - 1e-9 <= vec[fixed] <= high[fixed] + 1e-9  # version 1 moved it by up to 10 cm
+        assert np.any((vec[used] < low[used] - 1e-9) | (vec[used] > high[used] + 1e-9))
+
+
 def test_levels_grow_the_shift(make_env):
     ref = frame(make_env(TASK, split="test", width=48, height=48).reset(options={"episode": 0})[0]).astype(int)
     diffs = []

@@ -21,6 +21,72 @@ TABLE_REGION = ((-0.45, 0.45), (0.35, 0.95))
 # Bodies of the Sawyer robot's kinematic tree start here; the mocap body drives the hand.
 ROBOT_ROOTS = ("base", "mocap")
 STATE_LIMIT = 10.0  # metres / unit quaternion entries never get near this
+# The ``position`` split (split version 2) widens a reset coordinate only when Meta-World really randomises
+# it: a training range of at least this much (metres) ...
+RANDOMISED_M = 0.015
+# ... that moves something in the scene (an object or the goal; Meta-World draws some coordinates it then
+# overwrites, e.g. push-v3's goal height, disassemble-v3's goal), and that the task's success depends on.
+# reach-v3 draws the puck's position but only asks for the hand at the goal.
+IGNORED_BY_TASK = {"reach-v3": (0, 1, 2), "reach-wall-v3": (0, 1, 2)}
+
+
+class _FixedDraw(Exception):
+    """A reset asked for a second random draw (Meta-World redraws overlapping object and goal)."""
+
+
+@functools.cache
+def position_coordinates(task: str) -> tuple[int, ...]:
+    """The reset coordinates (indices into Meta-World's ``_random_reset_space``) the ``position`` split
+    widens and checks: randomised over at least ``RANDOMISED_M``, moving an object or the goal when changed,
+    not ignored by the task. Found by resetting a fresh env with one coordinate changed at a time."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    sim = ALL_V3_ENVIRONMENTS[task]()
+    sim._partially_observable = False
+    sim._set_task_called = True
+    low, high = sim._random_reset_space.low.copy(), sim._random_reset_space.high.copy()
+
+    def scene(vec: np.ndarray) -> np.ndarray | None:
+        calls = [0]
+
+        def draw():
+            calls[0] += 1
+            if calls[0] > 3:
+                raise _FixedDraw
+            return vec
+
+        sim._get_state_rand_vec = draw
+        try:
+            sim.reset()
+        except _FixedDraw:
+            return None
+        finally:
+            del sim._get_state_rand_vec
+        obs = sim._get_obs()
+        return np.concatenate([obs[4:7], obs[11:14], np.asarray(sim._target_pos, dtype=np.float64)])
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # a start whose object and goal do not overlap (Meta-World would redraw)
+        base_vec = rng.uniform(low, high)
+        base = scene(base_vec)
+        if base is not None:
+            break
+    else:
+        raise RuntimeError(f"{task}: no reset draw found to probe its randomised coordinates")
+    used = []
+    for i in np.flatnonzero(high - low >= RANDOMISED_M):
+        if i in IGNORED_BY_TASK.get(task, ()):
+            continue
+        for delta in (0.01, -0.01):  # one of the two keeps object and goal apart
+            vec = base_vec.copy()
+            vec[i] += delta
+            moved = scene(vec)
+            if moved is not None:
+                if np.abs(moved - base).max() > 1e-4:
+                    used.append(int(i))
+                break
+    sim.close()
+    return tuple(used)
 
 
 @functools.cache
@@ -161,12 +227,15 @@ class MetaWorldEnv(SuiteEnv):
             return self._forward_obs()
         margin = float(position.get("margin_m", 0.05))
         low, high = self._train_space
-        varied = high > low
-        sim._random_reset_space.low[:] = np.where(varied, low - margin, low)
-        sim._random_reset_space.high[:] = np.where(varied, high + margin, high)
+        used = list(position_coordinates(self.task))
+        sim._random_reset_space.low[:] = low
+        sim._random_reset_space.high[:] = high
+        sim._random_reset_space.low[used] -= margin
+        sim._random_reset_space.high[used] += margin
         self._redraw_outside_training(
             seed, lambda s: (sim.seed(s), sim.reset()),
-            lambda: np.any((sim._last_rand_vec < low - 1e-9) | (sim._last_rand_vec > high + 1e-9)))
+            lambda: np.any((sim._last_rand_vec[used] < low[used] - 1e-9)
+                           | (sim._last_rand_vec[used] > high[used] + 1e-9)))
         return self._forward_obs()
 
     def _forward_obs(self) -> np.ndarray:

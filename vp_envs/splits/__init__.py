@@ -42,6 +42,8 @@ class Split:
             (``held_out_tasks`` in ``eval/protocols/*.yaml``, defaulting to this list).
         levels: graded factor settings, weakest first; a split without levels has one implicit level.
         default_level: the level used when none is given (1-based).
+        version: the split's own version (default 1), bumped when what the split draws changes; result rows
+            record it (``split_version``) and ``vp-eval`` re-runs rows of an older version.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Split:
     tasks: tuple[str, ...] | None = None
     levels: tuple[dict[str, Any], ...] = ()
     default_level: int = 1
+    version: int = 1
 
     @property
     def num_levels(self) -> int:
@@ -119,6 +122,7 @@ def _parse(raw: dict[str, Any], source: str) -> SuiteSplits:
                 tasks=tuple(tasks) if tasks is not None else None,
                 levels=levels,
                 default_level=int(body.get("default_level", 1)),
+                version=int(body.get("version", 1)),
             )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed split file {source}: missing or bad field {exc}") from exc
