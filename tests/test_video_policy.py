@@ -56,6 +56,18 @@ def test_dataset_keeps_action_free_video_out_of_action_stages(data):
     assert item["image"].shape == (1, 3, 32, 32) and item["action"].shape == (8, 4)
 
 
+def test_latent_cache_is_keyed_by_the_image_size_frames_are_resized_to(data, tmp_path):
+    """Same autoencoder weights, same data, another config.image_size: other latents, so another cache file."""
+    ds = VideoDataset(list(data), cameras=("corner2",), horizon=8, frame_stride=4)
+    files = []
+    for size in (32, 16):
+        torch.manual_seed(0)
+        policy = make_policy("video_policy", {**TINY, "image_size": size}, ds.stats, ds.state_dim, ds.action_dim)
+        policy.prepare_dataset(ds, cache_dir=tmp_path / str(size))
+        files.append(next((tmp_path / str(size)).glob("latents-*.pt")).name)
+    assert files[0] != files[1]
+
+
 def test_shapes_of_sample_and_act(data):
     policy, _ = _policy(data)
     policy.eval()

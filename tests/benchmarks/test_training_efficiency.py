@@ -86,3 +86,35 @@ def test_bf16_training_step_against_fp32_and_the_matmul_roofline(benchmark, demo
     # Measured 1.6x (Diffusion Policy) and 1.9x (BC) on this CPU; GroupNorm over channels_last input once
     # held BC at 1.3x. A machine without bf16 units would fail this: precision=bf16 is then not worth it.
     assert info["bf16_speedup"] >= 1.3, info
+
+
+@pytest.mark.parametrize("name", ["bc", "diffusion"])
+def test_bf16_inference_against_fp32(benchmark, demos, name):
+    """Why evaluation stays fp32: an action chunk at evaluation's batch (one env slot) under bf16 autocast
+    against fp32, in one run. Small batches leave the bf16 units little to do; the ratio is reported, and
+    the test only checks both paths give actions of the same shape and close values."""
+    from vp_agent.policies.registry import CONFIGS
+
+    settings = {"text_encoder": "hashing", "camera": "corner4", "crop": 0}
+    cfg = CONFIGS[name](**settings)
+    ds = DemoDataset([demos], camera="corner4", n_obs=cfg.n_obs, horizon=cfg.horizon)
+    torch.manual_seed(0)
+    policy = make_policy(name, settings, ds.stats, ds.state_dim, ds.action_dim).eval()
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    item = ds[0]
+    batch = {"image": item["image"][None], "state": item["state"][None], "text": item["text"][None]}
+
+    def chunk(precision):
+        torch.manual_seed(0)  # Diffusion Policy's sampling noise
+        with torch.no_grad(), autocast(CPU, precision):
+            return policy.predict_action_chunk(batch).float()
+
+    fp32 = _fastest(lambda: chunk("fp32"), 5)
+    benchmark.pedantic(chunk, args=("bf16",), rounds=5, iterations=1, warmup_rounds=1)
+    bf16 = benchmark.stats.stats.min
+    gap = (chunk("bf16") - chunk("fp32")).abs().max().item()
+    info = {"fp32_ms_per_chunk": fp32 * 1e3, "bf16_ms_per_chunk": bf16 * 1e3, "bf16_speedup": fp32 / bf16,
+            "max_action_gap": gap}
+    benchmark.extra_info.update(info)
+    print(name, "inference", {k: round(v, 3) for k, v in info.items()})
+    assert chunk("bf16").shape == chunk("fp32").shape and gap < 0.5, info

@@ -179,7 +179,7 @@ class VideoPolicy(TorchPolicy):
     @torch.no_grad()
     def prepare_dataset(self, dataset, cache_dir: str | Path | None = None, batch_size: int = 256) -> None:
         """Encode every frame of ``dataset`` once (cached on disk in ``cache_dir``, keyed by the autoencoder's
-        weights and the datasets' manifests) and hand the latents to the dataset. The first call also fits
+        weights, the datasets' manifests and the size frames are resized to) and hand the latents to the dataset. The first call also fits
         the latent normalisation, which is then part of the checkpoint."""
         key = hashlib.sha256()
         for k, v in sorted(self.vae.state_dict().items()):
@@ -188,6 +188,7 @@ class VideoPolicy(TorchPolicy):
         key.update(repr(sorted(dataset.manifests.items())).encode())
         key.update(repr(dataset.cameras).encode())
         key.update(repr([f.shape for f in dataset.frames]).encode())  # the episodes kept (tasks, budget)
+        key.update(f"image_size={self.config.image_size}".encode())  # frames are resized to it before encoding
         path = Path(cache_dir) / f"latents-{key.hexdigest()[:16]}.pt" if cache_dir else None
         raw = None
         if path is not None and path.is_file():
