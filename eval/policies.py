@@ -344,8 +344,17 @@ def training_record(path: Path) -> dict[str, Any] | None:
     # settings added later count only when they differ from their default, so the recipes of runs made
     # before they existed keep their hash
     later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None, "precision": "fp32"}
+    later_policy_defaults = {"parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02]}  # Video Policy
     recipe = {k: v for k, v in train.items() if k not in bookkeeping
               and not (k in later_defaults and v == later_defaults[k])}
+    policy_config = (recipe.get("policy") or {}).get("config")
+    if isinstance(policy_config, dict):
+        def is_later_default(k, v):
+            return k in later_policy_defaults and (list(v) if isinstance(v, (list, tuple)) else v) \
+                == later_policy_defaults[k]
+
+        recipe["policy"] = {**recipe["policy"], "config": {
+            k: v for k, v in policy_config.items() if not is_later_default(k, v)}}
     if "stage_steps" in train.get("policy", {}).get("config", {}):  # staged policies: steps in their config
         recipe.pop("steps", None), recipe.pop("batch_size", None)
     return {"method": checkpoint_method(cfg), "episodes_per_task": per_task, "seed": train.get("seed"),

@@ -127,6 +127,13 @@ def test_training_record_of_a_saved_checkpoint(tmp_path):
     assert (five["episodes_per_task"], five["seed"]) == (5, 2)
     assert five["recipe_hash"] == full["recipe_hash"] != other["recipe_hash"]
     assert training_record(tmp_path / "missing") is None
+    # settings added later keep the hash of recipes trained before they existed, at their defaults only
+    vp = {"name": "video_policy", "config": {"guidance": 1.0}}
+    before = training_record(ckpt("vp_before", policy=vp))
+    after = training_record(ckpt("vp_after", policy={**vp, "config": {
+        "guidance": 1.0, "parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02]}}))
+    svd = training_record(ckpt("vp_svd", policy={**vp, "config": {"guidance": 1.0, "parameterization": "svd"}}))
+    assert before["recipe_hash"] == after["recipe_hash"] != svd["recipe_hash"]
 
 
 def test_expert_keeps_one_staged_expert_per_slot():

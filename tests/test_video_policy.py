@@ -240,6 +240,53 @@ def test_pretrained_autoencoder_and_unet_load_from_local_dirs(tmp_path):
     assert actions.shape == (1, 8, 4)
 
 
+def test_svd_parameterization_denoises_as_diffusers_svd_pipeline(tmp_path):
+    """A tiny U-Net saved in SVD's configuration denoises through our wrapper (parameterization=svd) exactly as
+    through diffusers' own SVD preconditioning: EulerDiscreteScheduler with v-prediction and continuous
+    timesteps, the conditioning frame's unscaled posterior mode concatenated on channels, the pipeline's
+    added time ids (fps 7 - 1, motion bucket 127, noise aug 0.02). With EDM's sigma_data 0.5 preconditioning a
+    pretrained SVD would start from a wrongly scaled, sign-flipped output."""
+    from diffusers import EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+
+    from vp_agent.data import MinMax
+
+    stats = {k: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for k in ("action", "state")}
+    torch.manual_seed(0)
+    make_policy("video_policy", TINY, stats, 4, 4).vae.save_pretrained(tmp_path / "vae")
+    UNetSpatioTemporalConditionModel(
+        in_channels=8, out_channels=4, block_out_channels=(32, 32), num_attention_heads=(1, 1),
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), layers_per_block=1,
+        cross_attention_dim=48, addition_time_embed_dim=32, projection_class_embeddings_input_dim=96,
+        num_frames=2).save_pretrained(tmp_path / "unet")
+    policy = make_policy("video_policy", {**TINY, "vae_path": str(tmp_path / "vae"), "unet_path": str(tmp_path / "unet"),
+                                          "parameterization": "svd"}, stats, 4, 4).eval()
+    frames = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    text = torch.randn(1, policy.text_encoder.dim)
+    with torch.no_grad():
+        # what the SVD pipeline conditions on: the frame's posterior mode, unscaled
+        image_latents = policy.vae.encode(frames.float() / 127.5 - 1).latent_dist.mode()
+        ours_cond = policy._conditioning_latent(policy.encode_frames(frames))
+        torch.testing.assert_close(ours_cond, image_latents, rtol=1e-5, atol=1e-5)
+        sched = EulerDiscreteScheduler(prediction_type="v_prediction", timestep_type="continuous",
+                                       use_karras_sigmas=True, sigma_min=0.002, sigma_max=700.0)
+        sched.set_timesteps(4)
+        x = torch.randn(1, 2, 4, 8, 8) * sched.init_noise_sigma
+        ids = torch.tensor([[6.0, 127.0, 0.02]])
+        for i, t in enumerate(sched.timesteps):
+            inp = torch.cat([sched.scale_model_input(x, t), image_latents[:, None].repeat(1, 2, 1, 1, 1)], dim=2)
+            out = policy.unet(inp, t, policy._context(text), ids).sample
+            step = sched.step(out, t, x)
+            ours = policy._video_denoise(x, sched.sigmas[i].expand(1), image_latents[:, None], text)
+            torch.testing.assert_close(ours, step.pred_original_sample, rtol=1e-4, atol=1e-4)
+            x = step.prev_sample
+    # and the latents the video model sees are the autoencoder's, times its scaling factor (SVD's space)
+    z = policy.vae.encode(frames.float() / 127.5 - 1).latent_dist.mean
+    torch.testing.assert_close(policy.encode_frames(frames), z * policy.vae.config.scaling_factor)
+    with pytest.raises(ValueError, match="unknown parameterization 'v'; known: edm, svd"):
+        VideoPolicyConfig(parameterization="v")
+
+
 def test_config_errors_list_valid_values():
     with pytest.raises(ValueError, match="unknown feature_blocks .*valid: mid, up0, up1"):
         VideoPolicyConfig(feature_blocks=("down0",))

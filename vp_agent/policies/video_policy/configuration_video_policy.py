@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 STAGES = ("vae", "video", "action", "joint")
+PARAMETERIZATIONS = ("edm", "svd")  # how the video U-Net is preconditioned (VideoPolicyConfig.parameterization)
 
 
 @dataclass
@@ -43,6 +44,16 @@ class VideoPolicyConfig:
         action_down_dims, kernel_size, step_embed_dim: the 1-D temporal U-Net of the action head (as DP's).
         sigma_min, sigma_max, sigma_data, rho: EDM (Karras) noise levels; p_mean, p_std: log-normal training
             noise distribution (EDM: -1.2, 1.2). Video latents are scaled to std ``sigma_data`` like actions.
+        parameterization: how the video U-Net's output and inputs are read. ``edm`` (from scratch): EDM
+            preconditioning at ``sigma_data``, per-channel latent normalisation fitted on the data. ``svd``:
+            Stable Video Diffusion's own, which a pretrained SVD U-Net (``unet_path``) needs to keep its prior:
+            v-prediction with sigma_data 1 (diffusers' EulerDiscreteScheduler, ``v_prediction``, continuous
+            timesteps ``0.25 log sigma``), latents times the autoencoder's ``scaling_factor``, the conditioning
+            frame's latent unscaled (the posterior mode, as the SVD pipeline), and ``svd_time_ids``. The action
+            head keeps EDM at ``sigma_data`` either way.
+        svd_time_ids: SVD's added time ids under ``svd``: (fps - 1, motion bucket, noise augmentation), the
+            pipeline's defaults (fps 7, 127, 0.02). The conditioning frame is not noise-augmented here (its
+            latent is cached), so the 0.02 is a conditioning value only.
         num_inference_steps: Euler steps (paper: 30); feature_steps: run the video U-Net only for the first
             ``feature_steps`` steps and finish the action denoising on the last features read (None = all,
             the paper's lock-step; 1 = one video pass, the cheapest).
@@ -82,6 +93,8 @@ class VideoPolicyConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     sigma_data: float = 0.5
+    parameterization: str = "edm"
+    svd_time_ids: tuple[float, float, float] = (6.0, 127.0, 0.02)
     rho: float = 7.0
     p_mean: float = -1.2
     p_std: float = 1.2
@@ -125,6 +138,10 @@ class VideoPolicyConfig:
             raise ValueError(f"unknown stages {sorted(unknown)} in stage_steps; valid: {', '.join(STAGES)}")
         if self.feature_steps is not None and not 1 <= self.feature_steps <= self.num_inference_steps:
             raise ValueError(f"feature_steps must be None or in 1..num_inference_steps={self.num_inference_steps}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {self.parameterization!r}; known: {', '.join(PARAMETERIZATIONS)}")
+        if len(self.svd_time_ids) != 3:
+            raise ValueError(f"svd_time_ids needs 3 values (fps - 1, motion bucket, noise aug); got {list(self.svd_time_ids)}")
         if self.text_encoder not in ("minilm", "hashing"):
             raise ValueError(f"unknown text_encoder {self.text_encoder!r}; known: minilm, hashing")
 
@@ -143,7 +160,8 @@ def video_policy_gpu(**overrides) -> VideoPolicyConfig:
     """The paper's scale, for a GPU: 256x256 frames (32x32x4 latents with SVD's VAE), 8 frames per camera
     spanning a 32-step chunk (16 executed), 30 Euler steps, guidance 2.0, SVD's U-Net widths. Point
     ``vae_path`` / ``unet_path`` at a local copy of stabilityai/stable-video-diffusion-img2vid's ``vae`` and
-    ``unet`` folders to fine-tune the pretrained model, as the paper does."""
+    ``unet`` folders, with ``parameterization="svd"`` (SVD's own preconditioning and latent scaling), to
+    fine-tune the pretrained model, as the paper does."""
     base = VideoPolicyConfig(
         image_size=256, horizon=32, n_action_steps=16, frame_stride=4, vae_channels=(128, 256, 512, 512),
         unet_channels=(320, 640, 1280, 1280), unet_heads=(5, 10, 20, 20), unet_layers=2,

@@ -144,13 +144,35 @@ class VideoPolicy(TorchPolicy):
         c_in = 1 / (s ** 2 + sd ** 2).sqrt()
         return c_skip, c_out, c_in
 
-    def _loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        sd = self.config.sigma_data
+    def _loss_weight(self, sigma: torch.Tensor, sigma_data: float | None = None) -> torch.Tensor:
+        sd = self.config.sigma_data if sigma_data is None else sigma_data
         return (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
 
+    @property
+    def _svd(self) -> bool:
+        return self.config.parameterization == "svd"
+
+    def _video_precond(self, sigma: torch.Tensor, ndim: int):
+        """(c_skip, c_out, c_in) of the video U-Net. ``svd``: v-prediction at sigma_data 1, i.e. diffusers'
+        EulerDiscreteScheduler: denoised = x / (s^2 + 1) - out * s / sqrt(s^2 + 1), input x / sqrt(s^2 + 1)."""
+        if not self._svd:
+            return self._precond(sigma, ndim)
+        s = sigma.view(-1, *([1] * (ndim - 1)))
+        return 1 / (s ** 2 + 1), -s / (s ** 2 + 1).sqrt(), 1 / (s ** 2 + 1).sqrt()
+
+    def _video_loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self._loss_weight(sigma, 1.0 if self._svd else None)
+
     def _added_time_ids(self, b: int, device) -> torch.Tensor:
-        # SVD's micro-conditioning (fps, motion bucket, noise augmentation) -> (frame stride, frames, 0)
-        return torch.tensor([[self.config.frame_stride, self.config.num_frames, 0.0]], device=device).expand(b, 3)
+        # SVD's micro-conditioning (fps - 1, motion bucket, noise augmentation): SVD's own values for a
+        # pretrained U-Net; from scratch they carry (frame stride, frames, 0)
+        ids = self.config.svd_time_ids if self._svd else (self.config.frame_stride, self.config.num_frames, 0.0)
+        return torch.tensor([list(map(float, ids))], device=device).expand(b, 3)
+
+    def _conditioning_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The conditioning frame's latent from a model-space latent: unscaled under ``svd`` (the SVD
+        pipeline feeds the posterior mode as is), unchanged under ``edm``."""
+        return z / self.vae.config.scaling_factor if self._svd else z
 
     # -------------------------------------------------------------------------------------- latents
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
@@ -166,13 +188,18 @@ class VideoPolicy(TorchPolicy):
         return self._normalize_latents(z)
 
     def _normalize_latents(self, z):
+        if self._svd:
+            return z * self.vae.config.scaling_factor
         shape = (1, -1, 1, 1)
         return (z - self.latent_mean.view(shape)) / self.latent_std.view(shape) * self.config.sigma_data
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) normalised latents -> (N, H, W, 3) uint8 frames."""
         shape = (1, -1, 1, 1)
-        z = z / self.config.sigma_data * self.latent_std.view(shape) + self.latent_mean.view(shape)
+        if self._svd:
+            z = z / self.vae.config.scaling_factor
+        else:
+            z = z / self.config.sigma_data * self.latent_std.view(shape) + self.latent_mean.view(shape)
         x = self.vae.decode(z).sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
@@ -216,6 +243,9 @@ class VideoPolicy(TorchPolicy):
                 tmp = path.with_suffix(".tmp")
                 torch.save(raw, tmp)
                 tmp.replace(path)
+        if self._svd:
+            dataset.latents = [z * self.vae.config.scaling_factor for z in raw]
+            return
         if not bool(self.latent_fitted):
             allz = torch.cat([z.flatten(0, 1) for z in raw])
             self.latent_mean.copy_(allz.mean(dim=(0, 2, 3)))
@@ -248,7 +278,7 @@ class VideoPolicy(TorchPolicy):
         """One preconditioned video U-Net call. x: (B, cams*F, C, h, w) noisy latents at ``sigma`` (B,);
         cond_latent: (B, cams, C, h, w). Returns the denoised latents; the features land in ``_features``."""
         b = len(x)
-        c_skip, c_out, c_in = self._precond(sigma, x.ndim)
+        c_skip, c_out, c_in = self._video_precond(sigma, x.ndim)
         cond = cond_latent.repeat_interleave(self.config.num_frames, dim=1)
         inp = torch.cat([c_in * x, cond], dim=2)
         out = self.unet(inp, 0.25 * sigma.log(), self._context(text), self._added_time_ids(b, x.device)).sample
@@ -280,7 +310,7 @@ class VideoPolicy(TorchPolicy):
         c = self.config
         lat = batch["latents"]  # (B, cams, 1+F, C, h, w)
         b = len(lat)
-        cond_latent, x0 = lat[:, :, 0], lat[:, :, 1:].flatten(1, 2)
+        cond_latent, x0 = self._conditioning_latent(lat[:, :, 0]), lat[:, :, 1:].flatten(1, 2)
         text = batch["text"]
         if self.training and c.cond_dropout > 0:  # classifier-free guidance: drop text and frame together
             keep = (torch.rand(b, device=lat.device) >= c.cond_dropout).float()
@@ -291,7 +321,7 @@ class VideoPolicy(TorchPolicy):
         out = {}
         if self.stage == "video":
             denoised = self._video_denoise(x, sigma, cond_latent, text)
-            out["loss"] = (self._loss_weight(sigma) * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+            out["loss"] = (self._video_loss_weight(sigma) * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
             return out
         if self.stage == "action":  # the stop-gradient: the action loss never reaches the video model
             with torch.no_grad():
@@ -299,7 +329,7 @@ class VideoPolicy(TorchPolicy):
                 self._features = {k: v.detach() for k, v in self._features.items()}
         else:  # joint: video loss plus action loss through the features
             denoised = self._video_denoise(x, sigma, cond_latent, text)
-            out["video_loss"] = (self._loss_weight(sigma) * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+            out["video_loss"] = (self._video_loss_weight(sigma) * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
         feats = self._read_features(sigma, b)
         a0 = batch["action"]
         a = a0 + sigma.view(-1, 1, 1) * torch.randn_like(a0)
@@ -326,7 +356,8 @@ class VideoPolicy(TorchPolicy):
         normalised, generated latents (B, cams*F, C, h, w))."""
         c = self.config
         b, cams = image.shape[:2]
-        cond_latent = self.encode_frames(image.flatten(0, 1)).view(b, cams, -1, self.latent_size, self.latent_size)
+        cond_latent = self._conditioning_latent(self.encode_frames(image.flatten(0, 1))).view(
+            b, cams, -1, self.latent_size, self.latent_size)
         lc = cond_latent.shape[2]
         video_sched, action_sched = (EDMEulerScheduler(sigma_min=c.sigma_min, sigma_max=c.sigma_max,
                                                        sigma_data=c.sigma_data, rho=c.rho) for _ in range(2))
