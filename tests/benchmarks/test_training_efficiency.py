@@ -1,6 +1,7 @@
 """Training efficiency as ratios measured in one run, so they hold on a busy machine.
 
-For BC and Diffusion Policy at their default configs on 96x96 frames (metaworld-lite-v2's size), batch 32:
+For BC and Diffusion Policy at their default configs on 96x96 frames (metaworld-lite-v2's size), batch 32,
+and for each training stage of Video Policy (its CPU config, frames resized to its 64x64, its stage batch):
 
 * ``bf16_speedup``: a bf16-autocast training step (``vp-train precision=bf16``) against an fp32 one;
 * ``efficiency_<precision>``: model FLOPs of a training step (forward + backward, counted by torch's
@@ -118,3 +119,46 @@ def test_bf16_inference_against_fp32(benchmark, demos, name):
     benchmark.extra_info.update(info)
     print(name, "inference", {k: round(v, 3) for k, v in info.items()})
     assert chunk("bf16").shape == chunk("fp32").shape and gap < 0.5, info
+
+
+@pytest.mark.parametrize("stage", ["video", "action"])
+def test_video_policy_stage_efficiency(benchmark, demos, stage):
+    """Each Video Policy training stage, as the baselines above: bf16 speed-up and efficiency against the
+    same-run fp32 matmul. The action stage runs the video U-Net forward (no gradient) to read its features."""
+    from vp_agent.data import VideoDataset
+    from vp_agent.policies.registry import CONFIGS
+
+    settings = {"text_encoder": "hashing", "camera": "corner4"}
+    cfg = CONFIGS["video_policy"](**settings)
+    ds = VideoDataset([demos], cameras=("corner4",), horizon=cfg.horizon, frame_stride=cfg.frame_stride)
+    torch.manual_seed(0)
+    policy = make_policy("video_policy", settings, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    policy.prepare_dataset(ds)
+    policy.set_stage(stage)
+    policy.train()
+    size = cfg.stage_batch[stage]
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
+    batch = _batch(ds, torch.randint(len(ds), (size,)), CPU)
+
+    def step(precision):
+        with autocast(CPU, precision):
+            loss = policy(batch)["loss"].float()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step("fp32")
+    flops = counter.get_total_flops()
+    matmul = _matmul_flops_per_second()
+    fp32 = _fastest(lambda: step("fp32"), 3)
+    benchmark.pedantic(step, args=("bf16",), rounds=3, iterations=1, warmup_rounds=1)
+    bf16 = benchmark.stats.stats.min
+    info = {"gflop_per_step": flops / 1e9, "batch": size, "matmul_fp32_gflops": matmul / 1e9,
+            "fp32_samples_per_second": size / fp32, "bf16_samples_per_second": size / bf16,
+            "bf16_speedup": fp32 / bf16, "efficiency_fp32": flops / fp32 / matmul,
+            "efficiency_bf16": flops / bf16 / matmul}
+    benchmark.extra_info.update(info)
+    print("video_policy", stage, {k: round(v, 3) for k, v in info.items()})
+    assert flops > 0 and info["bf16_speedup"] > 0

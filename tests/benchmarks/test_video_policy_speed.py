@@ -72,8 +72,7 @@ def test_chunk_latency_video_policy(benchmark, demos, variant):
 
 def _train_step(benchmark, policy, ds, idx, key):
     policy.train()
-    opt = torch.optim.AdamW(policy.trainable_parameters() if hasattr(policy, "trainable_parameters")
-                            else policy.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
     batch = _batch(ds, idx, "cpu")
 
     def step():
