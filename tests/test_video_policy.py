@@ -287,6 +287,37 @@ def test_svd_parameterization_denoises_as_diffusers_svd_pipeline(tmp_path):
         VideoPolicyConfig(parameterization="v")
 
 
+def test_keypoint_pooler_keeps_where_and_when_the_mean_pooler_loses():
+    """pool=keypoints: a feature that moves within a frame, or appears in another frame, changes the pooled
+    vector; the global mean cannot tell (the same values, permuted)."""
+    from vp_agent.data import MinMax
+    from vp_agent.policies.video_policy.modeling_video_policy import FeaturePooler
+
+    torch.manual_seed(0)
+    mean = FeaturePooler(4, 8, 16, "mean", frames=2)
+    keys = FeaturePooler(4, 8, 16, "keypoints", frames=2)
+    keys.load_state_dict(mean.state_dict())
+    blob = torch.zeros(1, 4, 2, 8, 8)
+    blob[..., 0, 1, 1] = 5.0  # a bright spot in the top-left of frame 0
+    moved = blob.roll(shifts=(5, 5), dims=(3, 4))  # ... in the bottom-right
+    later = blob.roll(shifts=1, dims=2)  # ... in frame 1 instead
+    noise = torch.zeros(1, 16)
+    with torch.no_grad():
+        m = [mean(x, noise) for x in (blob, moved, later)]
+        k = [keys(x, noise) for x in (blob, moved, later)]
+    assert k[0].shape == (1, 8 * (1 + 2 * 2)) and keys.out_dim == 40 and mean.out_dim == 8
+    assert (k[0] - k[1]).abs().max() > 0.1 and (k[0] - k[2]).abs().max() > 0.1
+    # zero padding makes the mean pooler only nearly blind; the keypoints move by far more
+    assert (k[0] - k[1]).abs().max() > 10 * (m[0] - m[1]).abs().max()
+    stats = {key: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for key in ("action", "state")}
+    policy = make_policy("video_policy", {**TINY, "pool": "keypoints"}, stats, 4, 4).eval()
+    actions, _ = policy.sample(torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, policy.text_encoder.dim),
+                               torch.zeros(1, 1, 4))
+    assert actions.shape == (1, 8, 4)
+    with pytest.raises(ValueError, match="unknown pool 'max'; known: mean, keypoints"):
+        VideoPolicyConfig(pool="max")
+
+
 def test_config_errors_list_valid_values():
     with pytest.raises(ValueError, match="unknown feature_blocks .*valid: mid, up0, up1"):
         VideoPolicyConfig(feature_blocks=("down0",))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 STAGES = ("vae", "video", "action", "joint")
-PARAMETERIZATIONS = ("edm", "svd")  # how the video U-Net is preconditioned (VideoPolicyConfig.parameterization)
+PARAMETERIZATIONS = ("edm", "svd")
+POOLS = ("mean", "keypoints")  # how the action head pools video features (VideoPolicyConfig.pool)  # how the video U-Net is preconditioned (VideoPolicyConfig.parameterization)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class VideoPolicyConfig:
         feature_blocks: video U-Net blocks the action head reads: 'mid' (bottleneck) or 'up<i>' (decoder
             block i, 0 = lowest resolution); the paper reads the bottleneck and the decoder blocks.
         pool_channels, feature_dim: the 3-D conv pooler per block and camera, and the fused feature size.
+        pool: how the pooler reduces its (channels, frames, h, w) map: ``mean`` (global average, the default
+            so far) or ``keypoints`` (the mean plus a spatial-softmax position per channel and generated frame:
+            keeps where and when).
         action_down_dims, kernel_size, step_embed_dim: the 1-D temporal U-Net of the action head (as DP's).
         sigma_min, sigma_max, sigma_data, rho: EDM (Karras) noise levels; p_mean, p_std: log-normal training
             noise distribution (EDM: -1.2, 1.2). Video latents are scaled to std ``sigma_data`` like actions.
@@ -86,6 +90,7 @@ class VideoPolicyConfig:
     unet_path: str | None = None
     feature_blocks: tuple[str, ...] = ("mid", "up0", "up1")
     pool_channels: int = 64
+    pool: str = "mean"
     feature_dim: int = 128
     action_down_dims: tuple[int, ...] = (32, 64, 128)
     kernel_size: int = 5
@@ -138,6 +143,8 @@ class VideoPolicyConfig:
             raise ValueError(f"unknown stages {sorted(unknown)} in stage_steps; valid: {', '.join(STAGES)}")
         if self.feature_steps is not None and not 1 <= self.feature_steps <= self.num_inference_steps:
             raise ValueError(f"feature_steps must be None or in 1..num_inference_steps={self.num_inference_steps}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; known: {', '.join(POOLS)}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {self.parameterization!r}; known: {', '.join(PARAMETERIZATIONS)}")
         if len(self.svd_time_ids) != 3:

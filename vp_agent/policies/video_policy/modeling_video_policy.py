@@ -32,17 +32,26 @@ from torch import nn
 
 from vp_agent.policies.base import TorchPolicy
 from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seeded_noise
-from vp_agent.policies.video_policy.configuration_video_policy import STAGES, VideoPolicyConfig
+from vp_agent.policies.video_policy.configuration_video_policy import POOLS, STAGES, VideoPolicyConfig
 
 log = logging.getLogger(__name__)
 
 
 class FeaturePooler(nn.Module):
     """(B, C, F, h, w) video U-Net features + noise embedding -> (B, out) : two 3-D convs, FiLM by the noise
-    level in between, global average pool (the paper's small 3-D conv net per block and camera)."""
+    level in between, then a pool (the paper's small 3-D conv net per block and camera).
 
-    def __init__(self, cin: int, cout: int, noise_dim: int):
+    ``pool="mean"``: global average over frames, height and width (out = ``cout``): where things are and when
+    they happen is averaged away. ``pool="keypoints"``: the mean plus, per channel and generated frame, the
+    expected image position under a spatial softmax (out = ``cout * (1 + 2 * frames)``; Levine et al. 2016's
+    keypoints, as robomimic's image encoders): the head can read where each feature is in each future frame.
+    """
+
+    def __init__(self, cin: int, cout: int, noise_dim: int, pool: str = "mean", frames: int = 1):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}; known: {', '.join(POOLS)}")
+        self.pool, self.out_dim = pool, cout * (1 + 2 * frames if pool == "keypoints" else 1)
         groups = 8 if cout % 8 == 0 else 1
         self.conv1 = nn.Conv3d(cin, cout, 3, padding=1)
         self.norm1 = nn.GroupNorm(groups, cout)
@@ -55,7 +64,16 @@ class FeaturePooler(nn.Module):
         scale, shift = self.film(noise_emb)[:, :, None, None, None].chunk(2, dim=1)
         h = h * (1 + scale) + shift
         h = F.silu(self.norm2(self.conv2(h)))
-        return h.mean(dim=(2, 3, 4))
+        mean = h.mean(dim=(2, 3, 4))
+        if self.pool == "mean":
+            return mean
+        b, c, f, hh, ww = h.shape
+        attn = h.flatten(3).softmax(dim=-1).view(b, c, f, hh, ww)  # per channel and frame, over the image
+        ys = torch.linspace(-1, 1, hh, device=h.device, dtype=h.dtype)
+        xs = torch.linspace(-1, 1, ww, device=h.device, dtype=h.dtype)
+        x = (attn.sum(dim=3) * xs).sum(dim=-1)  # (B, C, F) expected column
+        y = (attn.sum(dim=4) * ys).sum(dim=-1)  # (B, C, F) expected row
+        return torch.cat([mean, x.flatten(1), y.flatten(1)], dim=1)
 
 
 class VideoPolicy(TorchPolicy):
@@ -83,9 +101,10 @@ class VideoPolicy(TorchPolicy):
         self.noise_embed = nn.Sequential(SinusoidalPosEmb(c.step_embed_dim), nn.Linear(c.step_embed_dim, c.step_embed_dim),
                                          nn.SiLU())
         block_ch = self._block_channels()
-        self.poolers = nn.ModuleDict({b: FeaturePooler(block_ch[b], c.pool_channels, c.step_embed_dim)
-                                      for b in c.feature_blocks})
-        self.fuse = nn.Sequential(nn.Linear(len(c.feature_blocks) * len(c.cameras) * c.pool_channels, c.feature_dim),
+        self.poolers = nn.ModuleDict({b: FeaturePooler(block_ch[b], c.pool_channels, c.step_embed_dim, c.pool,
+                                                       c.num_frames) for b in c.feature_blocks})
+        pooled = self.poolers[c.feature_blocks[0]].out_dim
+        self.fuse = nn.Sequential(nn.Linear(len(c.feature_blocks) * len(c.cameras) * pooled, c.feature_dim),
                                   nn.SiLU(), nn.Linear(c.feature_dim, c.feature_dim))
         cond_dim = c.feature_dim + self.text_encoder.dim + (state_dim if c.use_state else 0)
         self.action_unet = ConditionalUnet1D(action_dim, cond_dim, tuple(c.action_down_dims), c.kernel_size,
