@@ -13,6 +13,7 @@ Each timing is the fastest of several rounds (the one least disturbed by other l
     python -m pytest tests/benchmarks/test_training_efficiency.py -s
 """
 
+import os
 import time
 
 import pytest
@@ -162,3 +163,37 @@ def test_video_policy_stage_efficiency(benchmark, demos, stage):
     benchmark.extra_info.update(info)
     print("video_policy", stage, {k: round(v, 3) for k, v in info.items()})
     assert flops > 0 and info["bf16_speedup"] > 0
+
+
+@pytest.mark.skipif(not os.environ.get("VP_BENCH_COMPILE"), reason="compiling takes minutes: set VP_BENCH_COMPILE=1")
+def test_torch_compile_against_eager(benchmark, demos):
+    """Does ``torch.compile`` speed up a bf16 BC training step here? Reports compile time and the compiled
+    step against eager steps timed in the same run (before and after, fastest of 5)."""
+    settings = {"text_encoder": "hashing", "camera": "corner4", "crop": 0}
+    ds = DemoDataset([demos], camera="corner4", n_obs=1, horizon=1)
+    torch.manual_seed(0)
+    policy = make_policy("bc", settings, ds.stats, ds.state_dim, ds.action_dim)
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    batch = _batch(ds, torch.randint(len(ds), (BATCH,)), CPU)
+
+    def step_with(forward):
+        def step():
+            with autocast(CPU, "bf16"):
+                loss = forward(batch)["loss"].float()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+
+    eager = _fastest(step_with(policy), 5)
+    t0 = time.perf_counter()
+    compiled = step_with(torch.compile(policy))
+    compiled()
+    compile_s = time.perf_counter() - t0
+    benchmark.pedantic(compiled, rounds=5, iterations=1, warmup_rounds=1)
+    eager = min(eager, _fastest(step_with(policy), 5))
+    info = {"compile_seconds": compile_s, "eager_ms": eager * 1e3, "compiled_ms": benchmark.stats.stats.min * 1e3,
+            "compile_speedup": eager / benchmark.stats.stats.min}
+    benchmark.extra_info.update(info)
+    print("torch.compile", {k: round(v, 3) for k, v in info.items()})
