@@ -280,13 +280,28 @@ PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "met
 
 def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
                    published: Path | None = PUBLISHED) -> str:
-    """``test`` success % per training task of ``protocol`` for each complete run (method, checkpoint), with
-    the published per-task numbers of image-based Diffusion Policy beside them (``results/published/``)."""
-    complete, _ = complete_runs(rows[rows["protocol"] == protocol]) if not rows.empty else (rows, [])
-    if complete.empty:
-        return f"No complete runs on {protocol} yet.\n"
+    """``test`` success % per training task of ``protocol`` for each run that holds every ``test`` episode
+    (method, checkpoint; a run of ``test`` only is marked so), with the published per-task numbers of
+    image-based Diffusion Policy beside them (``results/published/``)."""
+    from eval.protocol import ProtocolError, load_protocol
+
+    every = rows[rows["protocol"] == protocol] if not rows.empty else rows
+    rows = every[every["split"] == REFERENCE_SPLIT] if not every.empty else every
+    expected = int(rows.groupby(["policy", "checkpoint_hash"]).size().max()) if not rows.empty else 0
+    total = int(every.groupby(["policy", "checkpoint_hash"]).size().max()) if not every.empty else 0
+    try:
+        episodes = load_protocol(protocol).episodes()
+        expected, total = sum(1 for e in episodes if e.split == REFERENCE_SPLIT), len(episodes)
+    except (ProtocolError, FileNotFoundError):
+        pass
+    sizes = every.groupby(["policy", "checkpoint_hash"]).size() if not every.empty else {}
+    whole = [g for _, g in rows.groupby(["policy", "checkpoint_hash"], sort=True) if len(g) >= expected] \
+        if not rows.empty else []
+    if not whole:
+        return f"No runs with every `test` episode of {protocol} yet.\n"
+    complete = pd.concat(whole)
     ok = complete["success"].astype(bool) & (complete["error"].fillna("") == "")
-    test = complete.assign(ok=ok)[complete["split"] == REFERENCE_SPLIT]
+    test = complete.assign(ok=ok)
     tasks = list(dict.fromkeys(test["task"]))
     ref = {}
     if published is not None and Path(published).is_file():
@@ -296,6 +311,7 @@ def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
     for (policy, ckpt), g in test.groupby(["policy", "checkpoint_hash"], sort=True):
         method = str(g["method"].iloc[0]) if "method" in g else ""
         name = method if policy in ("expert", "random") else f"{method} ({ckpt[:8]})"
+        name += "" if sizes[(policy, ckpt)] >= total else " (test only)"
         runs.append((g["ok"].mean(), name, g.groupby("task")["ok"].mean()))
     runs.sort(key=lambda r: -r[0])
     header = ["task"] + [name for _, name, _ in runs] + ["published image DP (10 demos)"]

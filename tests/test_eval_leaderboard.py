@@ -263,6 +263,12 @@ def test_per_task_table_puts_published_numbers_beside_each_run(tmp_path):
     published.write_text("task,success_rate\nreach-v3,0.18\n")
     table = per_task_table(rows, protocol="toy", published=published)
     assert "| reach-v3 | 75 | 18 |" in table and "| **all** | **75** | 18 (of 1 tasks) |" in table
+    # a run of every test episode but no other split is shown, marked; one missing test episodes is not
+    only_test = fake_rows("beta", {"test": [1, 0, 0, 0]})
+    short = fake_rows("gamma", {"test": [1, 1]})
+    both = pd.concat([rows, only_test.assign(source="y", method="dp"), short.assign(source="z", method="vp")])
+    table = per_task_table(both, protocol="toy", published=published)
+    assert "dp (beta-has) (test only)" in table and "| reach-v3 | 75 | 25 | 18 |" in table and "gamma" not in table
 
 
 def test_runs_evaluated_in_training_mode_are_marked(tmp_path):
