@@ -5,12 +5,14 @@
 #   experiments/metaworld_lite_v2.sh references      # observability tables, expert and random rows
 #   experiments/metaworld_lite_v2.sh bc-state         # the privileged-state ceiling: train, curve, evaluate
 #   experiments/metaworld_lite_v2.sh bc               # BC: train, curve, evaluate, constant-image ablation, offline image use
-#   experiments/metaworld_lite_v2.sh dp "[test]"      # Diffusion Policy, a partial run (test only)
+#   experiments/metaworld_lite_v2.sh dp "[test]"      # Diffusion Policy (12000 steps), a partial run (test only)
+#   experiments/metaworld_lite_v2.sh bc "[test]" 1    # BC, training seed 1, test only
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
 method=$1
 splits=${2:-}
+seed=${3:-0}
 protocol=metaworld-lite-v2
 tasks=(button-press-topdown-v3 button-press-v3 coffee-button-v3 door-open-v3 drawer-open-v3 window-open-v3
        plate-slide-v3 handle-press-v3)
@@ -26,12 +28,21 @@ if [ "$method" = references ]; then
   vp-eval policy=expert protocol=$protocol run_dir=$out/expert
   vp-eval policy=random protocol=$protocol run_dir=$out/random videos_per_cell=1
 else
-  train=runs/train/$method-lite-v2
-  vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 out_dir=$train
-  python -m eval.curve $train --protocol $protocol --episodes 5 --out results/curves/$method-lite-v2
-  vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$out/$method ${splits:+"splits=$splits"}
-  if [ "$method" != bc-state ]; then
-    vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$out/$method-constant-image \
+  # run folders as committed for the current recipes: BC (bf16) seed S in bc-bf16-sS, DP (12000 steps) in
+  # dp-12k; the folders bc, bc-constant-image and dp hold the earlier fp32 BC and 4000-step DP recipes' runs.
+  # A DP episode costs more, so its curve uses 3 episodes per task.
+  train=runs/train/$method-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")
+  case $method in
+    bc) run=$out/bc-bf16-s$seed ;;
+    dp) run=$out/dp-12k$([ "$seed" = 0 ] || echo "-s$seed") ;;
+    *) run=$out/$method$([ "$seed" = 0 ] || echo "-s$seed") ;;
+  esac
+  vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train
+  [ "$seed" = 0 ] && python -m eval.curve $train --protocol $protocol --episodes "$([ "$method" = dp ] && echo 3 || echo 5)" \
+    --num-envs 1 --out results/curves/$method-lite-v2
+  vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$run ${splits:+"splits=$splits"} num_envs=2 vector=sync
+  if [ "$method" != bc-state ] && [ "$seed" = 0 ]; then
+    vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$run-constant-image \
       image_ablation=constant "splits=[test]"
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --image-use \
       --out results/offline/$method-lite-v2.json
