@@ -52,6 +52,29 @@ def _matmul_flops_per_second() -> float:
     return 2 * 1024**3 / _fastest(lambda: a @ b, 20)
 
 
+def _bf16_against_fp32(benchmark, policy, opt, batch, size: int, rounds: int) -> dict:
+    """Time a training step of ``policy`` in fp32 and under bf16 autocast (the latter as the benchmark), count
+    its model FLOPs, and return speeds and efficiencies against the same-run fp32 matmul."""
+    def step(precision):
+        with autocast(CPU, precision):
+            loss = policy(batch)["loss"].float()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step("fp32")
+    flops = counter.get_total_flops()
+    matmul = _matmul_flops_per_second()
+    fp32 = _fastest(lambda: step("fp32"), rounds)
+    benchmark.pedantic(step, args=("bf16",), rounds=rounds, iterations=1, warmup_rounds=1)
+    bf16 = benchmark.stats.stats.min
+    return {"gflop_per_step": flops / 1e9, "batch": size, "matmul_fp32_gflops": matmul / 1e9,
+            "fp32_samples_per_second": size / fp32, "bf16_samples_per_second": size / bf16,
+            "bf16_speedup": fp32 / bf16, "efficiency_fp32": flops / fp32 / matmul,
+            "efficiency_bf16": flops / bf16 / matmul}
+
+
 @pytest.mark.parametrize("name", ["bc", "diffusion"])
 def test_bf16_training_step_against_fp32_and_the_matmul_roofline(benchmark, demos, name):
     from vp_agent.policies.registry import CONFIGS
@@ -65,24 +88,7 @@ def test_bf16_training_step_against_fp32_and_the_matmul_roofline(benchmark, demo
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     batch = _batch(ds, torch.randint(len(ds), (BATCH,)), CPU)
 
-    def step(precision):
-        with autocast(CPU, precision):
-            loss = policy(batch)["loss"].float()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    with FlopCounterMode(display=False) as counter:
-        step("fp32")
-    flops = counter.get_total_flops()
-    matmul = _matmul_flops_per_second()
-    fp32 = _fastest(lambda: step("fp32"), 4)
-    benchmark.pedantic(step, args=("bf16",), rounds=4, iterations=1, warmup_rounds=1)
-    bf16 = benchmark.stats.stats.min
-    info = {"gflop_per_step": flops / 1e9, "matmul_fp32_gflops": matmul / 1e9,
-            "fp32_samples_per_second": BATCH / fp32, "bf16_samples_per_second": BATCH / bf16,
-            "bf16_speedup": fp32 / bf16, "efficiency_fp32": flops / fp32 / matmul,
-            "efficiency_bf16": flops / bf16 / matmul}
+    info = _bf16_against_fp32(benchmark, policy, opt, batch, BATCH, 4)
     benchmark.extra_info.update(info)
     print(name, {k: round(v, 3) for k, v in info.items()})
     # Measured 1.6x (Diffusion Policy) and 1.9x (BC) on this CPU; GroupNorm over channels_last input once
@@ -142,27 +148,10 @@ def test_video_policy_stage_efficiency(benchmark, demos, stage):
     opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
     batch = _batch(ds, torch.randint(len(ds), (size,)), CPU)
 
-    def step(precision):
-        with autocast(CPU, precision):
-            loss = policy(batch)["loss"].float()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    with FlopCounterMode(display=False) as counter:
-        step("fp32")
-    flops = counter.get_total_flops()
-    matmul = _matmul_flops_per_second()
-    fp32 = _fastest(lambda: step("fp32"), 3)
-    benchmark.pedantic(step, args=("bf16",), rounds=3, iterations=1, warmup_rounds=1)
-    bf16 = benchmark.stats.stats.min
-    info = {"gflop_per_step": flops / 1e9, "batch": size, "matmul_fp32_gflops": matmul / 1e9,
-            "fp32_samples_per_second": size / fp32, "bf16_samples_per_second": size / bf16,
-            "bf16_speedup": fp32 / bf16, "efficiency_fp32": flops / fp32 / matmul,
-            "efficiency_bf16": flops / bf16 / matmul}
+    info = _bf16_against_fp32(benchmark, policy, opt, batch, size, 3)
     benchmark.extra_info.update(info)
     print("video_policy", stage, {k: round(v, 3) for k, v in info.items()})
-    assert flops > 0 and info["bf16_speedup"] > 0
+    assert info["gflop_per_step"] > 0 and info["bf16_speedup"] > 0
 
 
 @pytest.mark.skipif(not os.environ.get("VP_BENCH_COMPILE"), reason="compiling takes minutes: set VP_BENCH_COMPILE=1")
