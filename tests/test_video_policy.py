@@ -389,3 +389,42 @@ def test_offline_image_use_check_leaves_the_video_score_alone(data):
     checked = evaluate(policy, [str(data[0])], windows=2, image_use=True)
     assert checked["video_psnr"] == pytest.approx(plain["video_psnr"], abs=1e-9)
     assert checked["image_use"]["noise_image"] > 0 and checked["image_use"]["shuffled_state"] >= 0
+
+
+def test_real_future_ceiling_feeds_the_head_features_of_the_real_future_noised_like_training(data):
+    """The inverse-dynamics ceiling: at every sampling step the video U-Net sees real future latents plus the
+    step's sigma times one fixed noise (the training input), never the sampler's own video."""
+    policy, ds = _policy(data)
+    policy.eval()
+    item = ds[3]
+    real = item["latents"][:, 1:].flatten(0, 1)[None]  # (1, cams*F, C, h, w)
+    seen, plain = [], policy._video_denoise
+
+    def record(x, sigma, cond, text):
+        seen.append(((x - real) / sigma.view(-1, 1, 1, 1, 1)).clone())
+        return plain(x, sigma, cond, text)
+
+    policy._video_denoise = record
+    torch.manual_seed(0)
+    actions, video = policy.sample(item["image"][None], item["text"][None], item["state"][None], real_future=real)
+    assert len(seen) == policy.config.num_inference_steps and torch.equal(video, real)
+    for eps in seen[1:]:
+        torch.testing.assert_close(eps, seen[0], atol=1e-3, rtol=1e-3)  # one noise, rescaled per step: x = real + sigma * eps
+    assert abs(float(seen[0].std()) - 1) < 0.3
+    with pytest.raises(ValueError, match="guidance"):
+        policy.config.guidance = 2.0
+        policy.sample(item["image"][None], item["text"][None], item["state"][None], real_future=real)
+
+
+def test_offline_error_split_scores_the_head_on_real_and_generated_futures_per_task(data):
+    from vp_agent.offline import evaluate
+
+    policy, _ = _policy(data)
+    policy.eval()
+    scores = evaluate(policy, [str(data[0])], windows=3, real_future=True)
+    assert scores["action_mse"] > 0 and scores["action_mse_real_future"] > 0
+    assert scores["action_mse_real_future"] != scores["action_mse"]  # other features, other actions
+    assert set(scores["per_task"]) == {"reach-v3"}
+    task = scores["per_task"]["reach-v3"]
+    assert task["windows"] == 3 and task["action_mse"] == pytest.approx(scores["action_mse"])
+    assert task["recon_psnr"] == pytest.approx(scores["recon_psnr"])

@@ -11,6 +11,11 @@ what the expert did and saw:
   (Video Policy), next to ``recon_psnr``, the autoencoder's reconstruction of those frames: the ceiling the
   generated video could reach.
 
+- with ``--real-future`` (Video Policy): ``action_mse_real_future``, the same action head reading features of
+  the *real* future frames (noised to each sampling step's level with the same noise, as in training) instead
+  of its own generated video: the inverse-dynamics ceiling, i.e. what perfect video would buy. Far below
+  ``action_mse``: the video is to blame; close to it: the head is. ``per_task`` splits every score by task.
+
 - with ``--image-use``: does the policy read the image? ``image_use.noise_image`` is the mean absolute change
   of the executed actions when every input frame is replaced by uniform noise, ``image_use.shuffled_state``
   the change when each window gets another window's state instead (same windows, same sampling noise). A
@@ -51,14 +56,23 @@ def _parse_value(text: str):
 
 @torch.no_grad()
 def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Path | None = None,
-             image_use: bool = False) -> dict:
+             image_use: bool = False, real_future: bool = False) -> dict:
     """Scores of ``policy`` on ``windows`` windows of the datasets ``data`` (see module docstring).
     ``grid``: also write a PNG of the first 6 windows (Video Policy): current frame | real future | generated.
-    ``image_use``: also measure how much the actions depend on the image and on the state."""
+    ``image_use``: also measure how much the actions depend on the image and on the state.
+    ``real_future`` (Video Policy): also score the head on features of the real future (inverse dynamics)."""
     from vp_agent.data import DemoDataset, VideoDataset
+    from vp_envs.dataset import open_dataset
 
     c = policy.config
     is_video = policy.name == "video_policy"
+    if real_future and not is_video:
+        raise ValueError(f"real_future scores a Video Policy's action head; {policy.name} has no video model")
+    task_of = {}  # instruction -> task name, to split the scores per task
+    for root in data:
+        for task, tf in open_dataset(Path(root)).items():
+            task_of[str(tf.attrs["instruction"])] = task
+            tf.close()
     if is_video:
         ds = VideoDataset(data, cameras=tuple(c.cameras), horizon=c.horizon, frame_stride=c.frame_stride,
                           require_actions=False)
@@ -72,6 +86,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     rng = np.random.default_rng(seed)
     picks = rng.choice(labelled, size=min(windows, len(labelled)), replace=False)
     act_err, vid, rec, t0, rows = [], [], [], time.time(), []
+    real_err, per_task = [], {}
     start = 0 if is_video else c.n_obs - 1
     sl = slice(start, start + c.n_action_steps)
 
@@ -99,9 +114,12 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
             use_state.append(float((predict(item, i, state=other) - chunk)[sl].abs().mean()))
             noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
             use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
+        e = ds.index[int(i)][0]
+        scores = per_task.setdefault(task_of.get(ds.instructions[ds.text_ids[e]], "?"), {})
         valid = ~item["action_is_pad"][sl]
         if valid.any():
             act_err.append(float(((chunk[sl] - item["action"][sl]) ** 2)[valid].mean()))
+            scores.setdefault("action_mse", []).append(act_err[-1])
         if is_video:
             e, t = ds.index[int(i)]
             frames = ds.frames[e]  # (cams, T+1, H, W, 3)
@@ -109,11 +127,21 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
             real = frames[:, future]
             gen = generated
             vid.append(psnr(gen, real))
+            scores.setdefault("video_psnr", []).append(vid[-1])
             if len(rows) < 6:
                 rows.append(np.concatenate([frames[0, t], *real[0], *gen[0]], axis=1))
-            recon = policy.decode_latents(policy.encode_frames(
-                torch.from_numpy(real.reshape(-1, *real.shape[2:])).permute(0, 3, 1, 2).to(policy.device)))
+            real_latents = policy.encode_frames(
+                torch.from_numpy(real.reshape(-1, *real.shape[2:])).permute(0, 3, 1, 2).to(policy.device))
+            recon = policy.decode_latents(real_latents)
             rec.append(psnr(recon.cpu().numpy().reshape(real.shape), real))
+            scores.setdefault("recon_psnr", []).append(rec[-1])
+            if real_future and valid.any():
+                torch.manual_seed(seed + int(i))  # the sampling noise of the generated-video prediction
+                b = {k: item[k][None].to(policy.device) for k in ("image", "state", "text")}
+                ideal, _ = policy.sample(b["image"], b["text"], b["state"],
+                                         real_future=real_latents.reshape(1, -1, *real_latents.shape[1:]))
+                real_err.append(float(((ideal[0].cpu()[sl] - item["action"][sl]) ** 2)[valid].mean()))
+                scores.setdefault("action_mse_real_future", []).append(real_err[-1])
     if grid is not None and rows:
         import imageio.v3 as iio
 
@@ -128,6 +156,11 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
                                     "replaced by uniform noise, or the state by another window's"}
     if is_video:
         out.update(video_psnr=float(np.mean(vid)), video_psnr_std=float(np.std(vid)), recon_psnr=float(np.mean(rec)))
+    if real_err:
+        out["action_mse_real_future"] = float(np.mean(real_err))
+        out["action_mse_real_future_std"] = float(np.std(real_err))
+    out["per_task"] = {task: {k: float(np.mean(v)) for k, v in sorted(sc.items())} | {"windows": len(next(iter(sc.values()), []))}
+                       for task, sc in sorted(per_task.items())}
     return out
 
 
@@ -143,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--image-use", action="store_true",
                         help="also measure the action change when the image is noise or the state is shuffled")
+    parser.add_argument("--real-future", action="store_true",
+                        help="Video Policy: also score the action head on features of the real future frames "
+                             "(the inverse-dynamics ceiling: perfect video)")
     parser.add_argument("--grid", type=Path, help="Video Policy: write a PNG of 6 windows (now | real future | "
                                                   "generated future)")
     args = parser.parse_args(argv)
@@ -162,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         policy.config = replace(policy.config, **overrides)
     scores = {"checkpoint": args.checkpoint, "data": args.data, "overrides": overrides,
-              **evaluate(policy, args.data, args.windows, args.seed, args.grid, args.image_use)}
+              **evaluate(policy, args.data, args.windows, args.seed, args.grid, args.image_use,
+                                args.real_future)}
     text = json.dumps(scores, indent=2)
     print(text)
     if args.out:

@@ -370,9 +370,14 @@ class VideoPolicy(TorchPolicy):
     # ------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def sample(self, image: torch.Tensor, text: torch.Tensor, state: torch.Tensor, generator=None,
-               noise_seeds: list[int] | None = None):
+               noise_seeds: list[int] | None = None, real_future: torch.Tensor | None = None):
         """Lock-step sampling. image: (B, cams, 3, H, W) uint8 current frames; returns (actions (B, horizon, A)
-        normalised, generated latents (B, cams*F, C, h, w))."""
+        normalised, generated latents (B, cams*F, C, h, w)).
+
+        ``real_future`` (B, cams*F, C, h, w), normalised latents of the real future frames: the inverse-dynamics
+        ceiling (perfect video). The action head then reads, at every step, the video U-Net's features of the
+        real future noised to that step's level with the same noise (the input it saw in training) instead of
+        the sampler's own video; the video is not generated and ``real_future`` is returned as the video."""
         c = self.config
         b, cams = image.shape[:2]
         cond_latent = self._conditioning_latent(self.encode_frames(image.flatten(0, 1))).view(
@@ -389,9 +394,12 @@ class VideoPolicy(TorchPolicy):
         else:
             x = torch.randn(b, *x_shape, generator=generator, device=dev)
             a = torch.randn(b, c.horizon, self.action_dim, generator=generator, device=dev)
+        eps = x
         x = x * video_sched.init_noise_sigma
         a = a * action_sched.init_noise_sigma
         guided = c.guidance != 1.0
+        if real_future is not None and (guided or c.feature_steps is not None):
+            raise ValueError("real_future (the inverse-dynamics ceiling) needs guidance=1.0 and feature_steps=None")
         if guided:  # unconditional half: no text, no conditioning frame
             text2 = torch.cat([text, torch.zeros_like(text)])
             cond2 = torch.cat([cond_latent, torch.zeros_like(cond_latent)])
@@ -400,7 +408,10 @@ class VideoPolicy(TorchPolicy):
         denoised_x = x
         for i, t in enumerate(video_sched.timesteps):
             sigma = video_sched.sigmas[i].to(dev).expand(b)
-            if c.feature_steps is None or i < c.feature_steps:
+            if real_future is not None:  # features of the real future at this noise level
+                self._video_denoise(real_future + sigma.view(-1, 1, 1, 1, 1) * eps, sigma, cond_latent, text)
+                feats = self._read_features(sigma, b)
+            elif c.feature_steps is None or i < c.feature_steps:
                 if guided:
                     d = self._video_denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), cond2, text2)
                     denoised_x = d[b:] + c.guidance * (d[:b] - d[b:])
@@ -419,7 +430,7 @@ class VideoPolicy(TorchPolicy):
                 denoised_a = self._action_denoise(a, sigma, feats, text, state)
             action_sched.scale_model_input(a, t)  # as above: marks the step, the denoiser scales its input
             a = action_sched.step(denoised_a, t, a, pred_original_sample=denoised_a).prev_sample
-        video = x if c.feature_steps is None else denoised_x
+        video = real_future if real_future is not None else x if c.feature_steps is None else denoised_x
         return a.clamp(-1, 1), video
 
     def predict_action_chunk(self, batch):
