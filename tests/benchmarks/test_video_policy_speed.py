@@ -115,3 +115,30 @@ def test_ratios_to_diffusion_policy(benchmark):
     print("\n".join(f"{k}: {v:.2f}x" for k, v in ratios.items()))
     assert TIMES["chunk_vp_feature_steps_1"] < TIMES["chunk_vp_feature_steps_3"] < TIMES["chunk_vp_lockstep"]
     assert ratios["chunk_lockstep_over_dp"] < 6
+
+
+@pytest.mark.parametrize("slots", [1, 8])
+def test_chunk_latency_per_env_slot_when_batched(benchmark, demos, slots):
+    """vp-eval runs one policy forward for all live env slots (``num_envs``). Video Policy's CPU config works on
+    8x8 latents, where fixed per-call costs dominate: one forward for 8 slots costs far less than 8 forwards."""
+    policy, ds = _vp(demos)
+    item = ds[0]
+    batch = {k: item[k][None].expand(slots, *item[k].shape).contiguous() for k in ("image", "state", "text")}
+    policy.eval()
+    with torch.no_grad():
+        chunk = benchmark.pedantic(policy.predict_action_chunk, args=(batch,), rounds=3, iterations=1,
+                                   warmup_rounds=1)
+    assert chunk.shape == (slots, 16, 4)
+    TIMES[f"chunk_vp_per_slot_{slots}"] = benchmark.stats.stats.min / slots
+    benchmark.extra_info["ms_per_chunk_per_slot"] = TIMES[f"chunk_vp_per_slot_{slots}"] * 1e3
+
+
+def test_batched_slots_ratio(benchmark):
+    """Same-run ratio: a slot's share of an 8-slot chunk against a chunk alone (0.39 in one run here, beside two training jobs)."""
+    if not {"chunk_vp_per_slot_1", "chunk_vp_per_slot_8"} <= set(TIMES):
+        pytest.skip("needs test_chunk_latency_per_env_slot_when_batched in the same run")
+    ratio = TIMES["chunk_vp_per_slot_8"] / TIMES["chunk_vp_per_slot_1"]
+    benchmark.extra_info["per_slot_8_over_1"] = round(ratio, 3)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print(f"\nVideo Policy chunk per slot, 8 slots batched / 1 slot: {ratio:.2f}x")
+    assert ratio < 0.6
