@@ -428,3 +428,14 @@ def test_offline_error_split_scores_the_head_on_real_and_generated_futures_per_t
     task = scores["per_task"]["reach-v3"]
     assert task["windows"] == 3 and task["action_mse"] == pytest.approx(scores["action_mse"])
     assert task["recon_psnr"] == pytest.approx(scores["recon_psnr"])
+
+
+def test_offline_scorer_handles_frames_larger_than_the_autoencoder_size(data):
+    """A dataset recorded at 32 px scored by a policy whose autoencoder works at 16 px: generated and
+    reconstructed frames are compared at the frames' size."""
+    from vp_agent.offline import evaluate
+
+    policy, _ = _policy(data, image_size=16)
+    policy.eval()
+    scores = evaluate(policy, [str(data[0])], windows=2, real_future=True)
+    assert 0 < scores["recon_psnr"] < 99 and 0 < scores["video_psnr"] < 99

@@ -62,6 +62,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     ``image_use``: also measure how much the actions depend on the image and on the state.
     ``real_future`` (Video Policy): also score the head on features of the real future (inverse dynamics)."""
     from vp_agent.data import DemoDataset, VideoDataset
+    from vp_agent.policies.video_policy.modeling_video_policy import resize_frames
     from vp_envs.dataset import open_dataset
 
     c = policy.config
@@ -132,7 +133,8 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
                 rows.append(np.concatenate([frames[0, t], *real[0], *gen[0]], axis=1))
             real_latents = policy.encode_frames(
                 torch.from_numpy(real.reshape(-1, *real.shape[2:])).permute(0, 3, 1, 2).to(policy.device))
-            recon = policy.decode_latents(real_latents)
+            # decoded at config.image_size: back to the frames' size, as the generated video is
+            recon = resize_frames(policy.decode_latents(real_latents), real.shape[-3:-1])
             rec.append(psnr(recon.cpu().numpy().reshape(real.shape), real))
             scores.setdefault("recon_psnr", []).append(rec[-1])
             if real_future and valid.any():

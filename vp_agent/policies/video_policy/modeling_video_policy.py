@@ -37,6 +37,14 @@ from vp_agent.policies.video_policy.configuration_video_policy import POOLS, STA
 log = logging.getLogger(__name__)
 
 
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w, 3) uint8 frames -> (N, *size, 3) uint8 (bilinear); unchanged when already that size."""
+    if tuple(frames.shape[1:3]) == tuple(size):
+        return frames
+    x = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 class FeaturePooler(nn.Module):
     """(B, C, F, h, w) video U-Net features + noise embedding -> (B, out) : two 3-D convs, FiLM by the noise
     level in between, then a pool (the paper's small 3-D conv net per block and camera).
@@ -441,10 +449,7 @@ class VideoPolicy(TorchPolicy):
         if self.config.decode_video:
             b, cams = image.shape[:2]
             frames = self.decode_latents(video.flatten(0, 1))  # (N, s, s, 3) at config.image_size
-            if frames.shape[1:3] != image.shape[-2:]:  # back to the observation's size, to compare and film
-                frames = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=tuple(image.shape[-2:]),
-                                       mode="bilinear", align_corners=False).round().clamp(0, 255)
-                frames = frames.to(torch.uint8).permute(0, 2, 3, 1)
+            frames = resize_frames(frames, tuple(image.shape[-2:]))  # to the observation's size, to compare and film
             frames = frames.reshape(b, cams, self.config.num_frames, *image.shape[-2:], 3)
             for k, slot in enumerate(self._chunk_slots if self._chunk_slots is not None else range(b)):
                 self.generated[int(slot)] = frames[k].cpu().numpy()
