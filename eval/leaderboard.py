@@ -325,8 +325,41 @@ def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
     return "\n".join(lines) + "\n"
 
 
+OFFLINE = Path(__file__).resolve().parents[1] / "results" / "offline"
+
+
+def offline_table(rows: pd.DataFrame | None = None, folder: Path = OFFLINE, pattern: str = "*-lite-v2*.json") -> str:
+    """The offline scores (``python -m vp_agent.offline``) committed under ``results/offline`` for one
+    protocol's held-out windows, one row per JSON: action error (generated video and, for Video Policy, the
+    real future: the error split), video PSNR against the autoencoder's ceiling, and the image-use check.
+    ``rows`` is unused (README blocks share one signature)."""
+    import json
+
+    def num(value, digits=4):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    lines = ["| file | checkpoint | settings | windows | action error | action error, real future "
+             "| video PSNR (dB) | autoencoder ceiling (dB) | noise image | other state |",
+             "|" + "---|" * 10]
+    files = sorted(Path(folder).glob(pattern))
+    for path in files:
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        use = d.get("image_use") or {}
+        settings = ", ".join(f"{k}={v}" for k, v in (d.get("overrides") or {}).items()) or "as trained"
+        lines.append(f"| `{path.name}` | `{d.get('checkpoint', '')}` | {settings} | {d.get('windows', '')} "
+                     f"| {num(d.get('action_mse'))} | {num(d.get('action_mse_real_future'))} "
+                     f"| {num(d.get('video_psnr'), 1)} | {num(d.get('recon_psnr'), 1)} "
+                     f"| {num(use.get('noise_image'), 3)} | {num(use.get('shuffled_state'), 3)} |")
+    if not files:
+        return f"No offline scores matching {pattern} in {folder}.\n"
+    return "\n".join(lines) + "\n"
+
+
 README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline,
-                 "v2-per-task": per_task_table}
+                 "v2-per-task": per_task_table, "v2-offline": offline_table}
 
 
 def readme_block(name: str, rows: pd.DataFrame) -> str:

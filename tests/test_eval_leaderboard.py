@@ -296,3 +296,25 @@ def test_runs_evaluated_in_training_mode_are_marked(tmp_path):
     assert not evaluated_in_training_mode(run("vp-nodrop", "video_policy", {"cond_dropout": 0}, old) / "episodes.parquet")
     assert run_method(tmp_path / "crop", "x") == f"bc {TRAIN_MODE_MARK}"
     assert run_method(tmp_path / "fixed", "x") == "bc"
+
+
+def test_offline_table_lists_each_committed_score_file_with_the_error_split(tmp_path):
+    import json
+
+    from eval.leaderboard import offline_table
+
+    (tmp_path / "vp-lite-v2.json").write_text(json.dumps({
+        "checkpoint": "runs/train/vp/checkpoints/last", "overrides": {}, "windows": 48, "action_mse": 0.0446,
+        "action_mse_real_future": 0.0237, "video_psnr": 24.12, "recon_psnr": 24.75,
+        "image_use": {"noise_image": 0.39, "shuffled_state": 0.019}}))
+    (tmp_path / "vp-lite-v2_fs1.json").write_text(json.dumps({
+        "checkpoint": "runs/train/vp/checkpoints/last", "overrides": {"feature_steps": 1}, "windows": 48,
+        "action_mse": 0.0658}))
+    (tmp_path / "bc-lite.json").write_text("{}")  # another protocol's file: not listed
+    (tmp_path / "broken-lite-v2.json").write_text("{not json")  # unreadable: skipped, not fatal
+    table = offline_table(folder=tmp_path)
+    lines = table.strip().splitlines()
+    assert len(lines) == 4 and "bc-lite.json" not in table
+    assert "| 0.0446 | 0.0237 | 24.1 | 24.8 | 0.390 | 0.019 |" in lines[2]
+    assert "feature_steps=1" in lines[3] and "| 0.0658 |  |" in lines[3]
+    assert "No offline scores" in offline_table(folder=tmp_path / "none")
