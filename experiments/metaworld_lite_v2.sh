@@ -7,7 +7,8 @@
 #   experiments/metaworld_lite_v2.sh bc               # BC: train, curve, evaluate, constant-image ablation, offline image use
 #   experiments/metaworld_lite_v2.sh dp "[test]"      # Diffusion Policy (12000 steps), a partial run (test only)
 #   experiments/metaworld_lite_v2.sh bc "[test]" 1    # BC, training seed 1, test only
-#   experiments/metaworld_lite_v2.sh vp "[test]"      # Video Policy: train, offline error split, evaluate
+#   experiments/metaworld_lite_v2.sh vp               # Video Policy: train, offline error split, evaluate
+#   experiments/metaworld_lite_v2.sh vp-head9k "[test]"  # the same with a 9000-step action head (reuses vp's video model)
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
@@ -38,17 +39,23 @@ else
     dp) run=$out/dp-12k$([ "$seed" = 0 ] || echo "-s$seed") ;;
     *) run=$out/$method$([ "$seed" = 0 ] || echo "-s$seed") ;;
   esac
-  vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train
-  if [ "$method" = vp ]; then  # the error split first (minutes): is it the video or the head?
+  is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
+  init=""  # vp-head9k: only its action stage differs from vp's, so it starts from vp's video model when there
+  [ "$method" = vp-head9k ] && [ -f runs/train/vp-lite-v2/checkpoints/video/training_state.pt ] \
+    && init="init_from=runs/train/vp-lite-v2/checkpoints/video"
+  vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train $init
+  if [ $is_vp = 1 ]; then  # the error split first (minutes): is it the video or the head?
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --real-future --image-use \
-      --grid results/offline/vp-lite-v2_generated_vs_real.png --out results/offline/vp-lite-v2.json
+      --grid results/offline/$method-lite-v2_generated_vs_real.png --out results/offline/$method-lite-v2.json
   fi
-  [ "$seed" = 0 ] && [ "$method" != vp ] && python -m eval.curve $train --protocol $protocol --episodes "$([ "$method" = dp ] && echo 3 || echo 5)" \
-    --num-envs 1 --out results/curves/$method-lite-v2
+  # learning curves; Video Policy's snapshots are of its action stage (vp-head9k keeps 6: its curve)
+  [ "$seed" = 0 ] && [ "$method" != vp ] && python -m eval.curve $train --protocol $protocol \
+    --episodes "$([ "$method" = dp ] && echo 3 || echo 5)" --num-envs "$([ $is_vp = 1 ] && echo 8 || echo 1)" \
+    --out results/curves/$method-lite-v2
   # Video Policy: 8 env slots share one forward (a slot's share of the chunk is 0.39x a chunk alone)
   vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$run ${splits:+"splits=$splits"} \
-    num_envs=$([ "$method" = vp ] && echo 8 || echo 2) vector=sync
-  if [ "$method" != bc-state ] && [ "$method" != vp ] && [ "$seed" = 0 ]; then
+    num_envs=$([ $is_vp = 1 ] && echo 8 || echo 2) vector=sync
+  if [ "$method" != bc-state ] && [ $is_vp = 0 ] && [ "$seed" = 0 ]; then
     vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$run-constant-image \
       image_ablation=constant "splits=[test]"
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --image-use \
