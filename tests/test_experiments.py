@@ -69,7 +69,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
     from vp_agent.policies.registry import POLICIES
 
     names = sorted(p.stem for p in (Path(vp_agent.train.__file__).parent / "conf" / "recipe").glob("*.yaml"))
-    assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2"} <= set(names)
+    assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2", "vp-lite-v2", "vp-head9k-lite-v2"} <= set(names)
     with initialize_config_module(config_module="vp_agent.conf", version_base=None):
         for name in names:
             cfg = compose(config_name="train", overrides=[f"+recipe={name}", "data=[x]"])
@@ -78,5 +78,9 @@ def test_every_recipe_composes_into_a_valid_training_config():
             assert cfg.lr_schedule == "cosine", name
             if name.startswith("bc-state"):
                 assert not config.use_image and config.state_source == "privileged"
+            elif name.startswith("vp"):  # Video Policy: no crop knob; the head reads keypoints
+                assert config.cameras == ("corner4",) and config.pool == "keypoints" and config.cond_dropout == 0
+                assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
+                assert config.stage_steps["video"] == 3000, name
             else:
                 assert config.camera == "corner4" and config.crop == 0
