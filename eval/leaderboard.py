@@ -345,7 +345,8 @@ def offline_table(rows: pd.DataFrame | None = None, folder: Path = OFFLINE, patt
     for path in files:
         try:
             d = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:  # shown, not dropped: a table that silently loses a row misleads
+            lines.append(f"| `{path.name}` | unreadable: {type(exc).__name__} |" + " |" * 8)
             continue
         use = d.get("image_use") or {}
         settings = ", ".join(f"{k}={v}" for k, v in (d.get("overrides") or {}).items()) or "as trained"

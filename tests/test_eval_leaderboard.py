@@ -311,10 +311,11 @@ def test_offline_table_lists_each_committed_score_file_with_the_error_split(tmp_
         "checkpoint": "runs/train/vp/checkpoints/last", "overrides": {"feature_steps": 1}, "windows": 48,
         "action_mse": 0.0658}))
     (tmp_path / "bc-lite.json").write_text("{}")  # another protocol's file: not listed
-    (tmp_path / "broken-lite-v2.json").write_text("{not json")  # unreadable: skipped, not fatal
+    (tmp_path / "broken-lite-v2.json").write_text("{not json")  # unreadable: a row that says so, not fatal
     table = offline_table(folder=tmp_path)
     lines = table.strip().splitlines()
-    assert len(lines) == 4 and "bc-lite.json" not in table
-    assert "| 0.0446 | 0.0237 | 24.1 | 24.8 | 0.390 | 0.019 |" in lines[2]
-    assert "feature_steps=1" in lines[3] and "| 0.0658 |  |" in lines[3]
+    assert len(lines) == 5 and "bc-lite.json" not in table
+    assert "`broken-lite-v2.json` | unreadable: JSONDecodeError" in lines[2]
+    assert "| 0.0446 | 0.0237 | 24.1 | 24.8 | 0.390 | 0.019 |" in lines[3]
+    assert "feature_steps=1" in lines[4] and "| 0.0658 |  |" in lines[4]
     assert "No offline scores" in offline_table(folder=tmp_path / "none")

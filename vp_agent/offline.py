@@ -115,14 +115,14 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
             use_state.append(float((predict(item, i, state=other) - chunk)[sl].abs().mean()))
             noise = torch.randint(0, 256, item["image"].shape, generator=noise_gen, dtype=torch.uint8)
             use_noise.append(float((predict(item, i, image=noise.to(item["image"].dtype)) - chunk)[sl].abs().mean()))
-        e = ds.index[int(i)][0]
-        scores = per_task.setdefault(task_of.get(ds.instructions[ds.text_ids[e]], "?"), {})
+        e, t = ds.index[int(i)]
+        scores = per_task.setdefault(task_of.get(ds.instructions[ds.text_ids[e]], "?"), {"windows": 0})
+        scores["windows"] += 1
         valid = ~item["action_is_pad"][sl]
         if valid.any():
             act_err.append(float(((chunk[sl] - item["action"][sl]) ** 2)[valid].mean()))
             scores.setdefault("action_mse", []).append(act_err[-1])
         if is_video:
-            e, t = ds.index[int(i)]
             frames = ds.frames[e]  # (cams, T+1, H, W, 3)
             future = np.minimum(t + c.frame_stride * np.arange(1, c.num_frames + 1), frames.shape[1] - 1)
             real = frames[:, future]
@@ -161,7 +161,7 @@ def evaluate(policy, data: list[str], windows: int = 64, seed: int = 0, grid: Pa
     if real_err:
         out["action_mse_real_future"] = float(np.mean(real_err))
         out["action_mse_real_future_std"] = float(np.std(real_err))
-    out["per_task"] = {task: {k: float(np.mean(v)) for k, v in sorted(sc.items())} | {"windows": len(next(iter(sc.values()), []))}
+    out["per_task"] = {task: {k: v if k == "windows" else float(np.mean(v)) for k, v in sorted(sc.items())}
                        for task, sc in sorted(per_task.items())}
     return out
 
