@@ -344,6 +344,12 @@ def test_bad_init_from_and_offline_setting_are_clear_errors(data, tmp_path, caps
     assert "VideoPolicyConfig has no setting 'not_a_knob'" in capsys.readouterr().err
     assert offline.main([str(tmp_path / "nowhere"), str(data[0])]) == 2
     assert "does not exist" in capsys.readouterr().err
+    bc = make_policy("bc", {"text_encoder": "hashing", "camera": "corner2"}, policy.stats, policy.state_dim,
+                     policy.action_dim)
+    bc.save(tmp_path / "bc")
+    assert offline.main([str(tmp_path / "bc"), str(data[0]), "--real-future"]) == 2
+    err = capsys.readouterr().err
+    assert "--real-future scores a Video Policy's action head" in err and err.count("\n") == 1
 
 
 def test_offline_scorer_scores_action_free_video_on_video_alone(data):

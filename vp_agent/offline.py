@@ -199,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = _parse_value(value)
     if overrides:
         policy.config = replace(policy.config, **overrides)
+    if args.real_future and policy.name != "video_policy":
+        print(f"vp_agent.offline: error: --real-future scores a Video Policy's action head; {args.checkpoint} is "
+              f"a {policy.name} policy", file=sys.stderr)
+        return 2
     scores = {"checkpoint": args.checkpoint, "data": args.data, "overrides": overrides,
               **evaluate(policy, args.data, args.windows, args.seed, args.grid, args.image_use,
-                                args.real_future)}
+                         args.real_future)}
     text = json.dumps(scores, indent=2)
     print(text)
     if args.out:
