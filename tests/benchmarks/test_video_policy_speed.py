@@ -5,6 +5,10 @@ and training samples per second of the video and action stages.
     pytest tests/benchmarks/test_video_policy_speed.py -s --benchmark-columns=min,mean,rounds
 
 The ratios (Video Policy / Diffusion Policy) land in the benchmark JSON's extra_info and are printed.
+Everything here runs on one torch thread, as ``vp-eval`` (``torch_threads: 1``) and the v2 training recipes
+(``threads=1``) run: with torch's default of one thread per core, the many small ops of Video Policy's U-Net
+lose more to a busy second core than Diffusion Policy's convolutions do, and the ratio measured the machine's
+load (CI: 6.4x lock-step / DP at 2 threads; 3.5x at 1 thread here, beside a data-generation job).
 Note the work differs: a Video Policy chunk also generates (and decodes) 4 video frames, and it predicts
 16 actions as DP does.
 """
@@ -18,6 +22,15 @@ from vp_agent.train import _batch
 from vp_envs.datagen import generate
 
 TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for the whole module (see the module docstring), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 VARIANTS = {"lockstep": {}, "feature_steps_3": {"feature_steps": 3}, "feature_steps_1": {"feature_steps": 1}}
 
 
