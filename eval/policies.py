@@ -314,11 +314,15 @@ def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
 def checkpoint_method(cfg: dict[str, Any]) -> str | None:
     """The method a checkpoint's ``config.json`` describes: the policy name (``bc``, ``diffusion``,
     ``video_policy``), with ``_state`` for a state-only policy on the privileged state (``bc_state``) and
-    ``_privileged`` for one that reads the privileged state beside the image (a reference too)."""
+    ``_privileged`` for one that reads the privileged state beside the image (a reference too), and
+    ``video_policy_pretrained`` for a Video Policy whose video model started from a pretrained one
+    (``video_model`` or ``unet_path``)."""
     name = cfg.get("policy")
     config = cfg.get("config", {})
     if name and config.get("state_source") == "privileged":
         return f"{name}_state" if config.get("use_image", True) is False else f"{name}_privileged"
+    if name == "video_policy" and (config.get("video_model") or config.get("unet_path")):
+        return "video_policy_pretrained"
     return name
 
 
@@ -344,7 +348,8 @@ def training_record(path: Path) -> dict[str, Any] | None:
     # settings added later count only when they differ from their default, so the recipes of runs made
     # before they existed keep their hash
     later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None, "precision": "fp32"}
-    later_policy_defaults = {"parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02], "pool": "mean"}
+    later_policy_defaults = {"parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02], "pool": "mean",
+                             "video_model": None}
     recipe = {k: v for k, v in train.items() if k not in bookkeeping
               and not (k in later_defaults and v == later_defaults[k])}
     policy_config = (recipe.get("policy") or {}).get("config")

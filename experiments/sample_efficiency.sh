@@ -6,7 +6,11 @@
 #   experiments/sample_efficiency.sh diffusion "5:0"
 #   experiments/sample_efficiency.sh video_policy "5:0"
 #   PROTOCOL=robosuite-lite experiments/sample_efficiency.sh bc "5:0 10:0"   # default: metaworld-lite
+#   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #
+# On metaworld-lite-v2 the recipes are the Hydra ones of its leaderboard rows (vp_agent/conf/recipe/*-lite-v2.yaml:
+# bc, diffusion, video_policy, and video_policy_pretrained, which starts from the video model of
+# experiments/pretrain_video.sh); on the v1 protocols, experiments/recipes.sh.
 # Every step resumes: rerunning the same line skips finished training and finished episodes. The recipe is
 # the one of the full-data run of the same method (README, Results), so the 25-demo point of each line is
 # that run (seed 0). Checkpoints: runs/train/se/<method>-<N>demos-seed<S> (metaworld-lite) or
@@ -15,14 +19,26 @@ set -euo pipefail
 method=$1
 pairs=$2
 source "$(dirname "$0")/recipes.sh"
-set_recipe "$method"
 protocol=${PROTOCOL:-metaworld-lite}
+[ "$protocol" = metaworld-lite-v2 ] || set_recipe "$method"
+eval_opts=()
 case $protocol in
   metaworld-lite) data=${DATA:-data/metaworld-lite-train}; train_dir=runs/train/se; camera=() ;;
+  metaworld-lite-v2)
+    data=${DATA:-data/metaworld-lite-v2-train}; train_dir=runs/train/se-$protocol; camera=()
+    case $method in
+      bc) recipe=(+recipe=bc-lite-v2) ;;
+      diffusion) recipe=(+recipe=dp-lite-v2) ;;
+      video_policy) recipe=(+recipe=vp-lite-v2) ;;
+      video_policy_pretrained) recipe=(+recipe=vp-pretrained-lite-v2) ;;
+      *) echo "unknown method '$method'; known: bc, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
+    esac
+    # Video Policy: 8 env slots share one forward (experiments/metaworld_lite_v2.sh)
+    [[ $method == video_policy* ]] && eval_opts=(num_envs=8 vector=sync) || eval_opts=(num_envs=2 vector=sync) ;;
   # as in experiments/robosuite_lite.sh, which records these demonstrations
   robosuite-lite) data=${DATA:-data/robosuite-lite-train}; train_dir=runs/train/se-$protocol
                   set_camera "$method" agentview ;;
-  *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, robosuite-lite" >&2; exit 2 ;;
+  *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, metaworld-lite-v2, robosuite-lite" >&2; exit 2 ;;
 esac
 if [ ! -f $data/manifest.json ]; then
   echo "no dataset at $data: record it first (README, Results; experiments/robosuite_lite.sh for robosuite)" >&2
@@ -33,10 +49,12 @@ for pair in $pairs; do
   seed=${pair##*:}
   name=$method-${n}demos-seed$seed
   echo "=== $name: train $(date -u +%H:%M:%S)"
-  vp-train policy=$method "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
+  # the v2 recipes choose the policy themselves
+  policy=(policy=$method); [ "$protocol" = metaworld-lite-v2 ] && policy=()
+  vp-train ${policy[@]+"${policy[@]}"} "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
     out_dir=$train_dir/$name "${recipe[@]}" ${camera[@]+"${camera[@]}"}
   echo "=== $name: evaluate on test $(date -u +%H:%M:%S)"
   vp-eval policy=$train_dir/$name/checkpoints/last protocol=$protocol "splits=[test]" \
-    run_dir=results/runs/$protocol/sample-efficiency/$name
+    run_dir=results/runs/$protocol/sample-efficiency/$name ${eval_opts[@]+"${eval_opts[@]}"}
 done
-vp-leaderboard
+vp-leaderboard --readme README.md --readme docs/results.md

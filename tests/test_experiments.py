@@ -24,7 +24,12 @@ def test_unknown_method_lists_the_known_ones(script):
 
 def test_unknown_protocol_lists_the_known_ones():
     out = run("sample_efficiency.sh", "bc", "5:0", PROTOCOL="nope")
-    assert out.returncode == 2 and "known: metaworld-lite, robosuite-lite" in out.stderr
+    assert out.returncode == 2 and "known: metaworld-lite, metaworld-lite-v2, robosuite-lite" in out.stderr
+
+
+def test_v2_sweep_knows_the_pretrained_video_policy():
+    out = run("sample_efficiency.sh", "nope", "5:0", PROTOCOL="metaworld-lite-v2")
+    assert out.returncode == 2 and "known: bc, diffusion, video_policy, video_policy_pretrained" in out.stderr
 
 
 def test_missing_dataset_is_named(tmp_path):
@@ -69,7 +74,8 @@ def test_every_recipe_composes_into_a_valid_training_config():
     from vp_agent.policies.registry import POLICIES
 
     names = sorted(p.stem for p in (Path(vp_agent.train.__file__).parent / "conf" / "recipe").glob("*.yaml"))
-    assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2", "vp-lite-v2", "vp-head9k-lite-v2"} <= set(names)
+    assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2", "vp-lite-v2", "vp-head9k-lite-v2",
+            "vp-pretrain-metaworld", "vp-pretrained-lite-v2"} <= set(names)
     with initialize_config_module(config_module="vp_agent.conf", version_base=None):
         for name in names:
             cfg = compose(config_name="train", overrides=[f"+recipe={name}", "data=[x]"])
@@ -80,7 +86,16 @@ def test_every_recipe_composes_into_a_valid_training_config():
                 assert not config.use_image and config.state_source == "privileged"
             elif name.startswith("vp"):  # Video Policy: no crop knob; the head reads keypoints
                 assert config.cameras == ("corner4",) and config.pool == "keypoints" and config.cond_dropout == 0
-                assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
-                assert config.stage_steps["video"] == 3000, name
+                if name == "vp-pretrain-metaworld":  # video pretraining: no action head
+                    assert config.stage_steps["action"] == 0 and config.video_model is None
+                elif name == "vp-pretrained-lite-v2":  # starts from the pretrained video model, fine-tunes it
+                    assert config.video_model and config.stage_steps["video"] > 0
+                    assert [s[0] for s in policy.training_stages(config)] == ["video", "action"]
+                else:
+                    assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
+                    assert config.stage_steps["video"] == 3000, name
+                # a pretrained video model fits the runs that reuse it: one architecture and image size
+                assert (config.image_size, tuple(config.unet_channels), tuple(config.vae_channels)) == (64, (32, 64),
+                                                                                          (16, 32, 64, 64)), name
             else:
                 assert config.camera == "corner4" and config.crop == 0

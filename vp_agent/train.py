@@ -247,6 +247,7 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
 
         policy = make_policy(name, OmegaConf.to_container(cfg.policy.config, resolve=True), dataset.stats,
                              dataset.state_dim, dataset.action_dim).to(device)
+        policy.init_pretrained()  # e.g. Video Policy's video_model: a pretrained autoencoder and video U-Net
     if step >= steps:
         log.info("stage %s already finished (%d steps)", stage, step)
         return policy

@@ -45,8 +45,8 @@ class TorchPolicy(Policy, nn.Module):
     """Base class of trained policies. Subclasses set ``name`` and ``config_class`` and implement
     ``predict_action_chunk`` (normalised batch -> normalised (B, horizon, A) actions) and ``forward``
     (batch -> {"loss": ...}). Training hooks with defaults for single-stage policies (overridden by Video
-    Policy): :meth:`training_stages`, :meth:`make_dataset`, :meth:`set_stage`, :meth:`prepare_dataset`,
-    :meth:`trainable_parameters`.
+    Policy): :meth:`training_stages`, :meth:`make_dataset`, :meth:`init_pretrained`, :meth:`set_stage`,
+    :meth:`prepare_dataset`, :meth:`trainable_parameters`.
 
     Mind the name: ``training`` is torch's train/eval flag; how a checkpoint was trained is
     ``training_record``. (Setting ``policy.training`` to that record once left every policy that ``vp-eval``
@@ -125,6 +125,10 @@ class TorchPolicy(Policy, nn.Module):
                            tasks=tasks, episodes_per_task=episodes_per_task,
                            state_source=getattr(config, "state_source", "state"),
                            use_image=getattr(config, "use_image", True))
+
+    def init_pretrained(self) -> None:
+        """Load pretrained weights the config names into a freshly built policy (``vp-train`` calls it once,
+        before the first stage; loading a checkpoint does not, its own weights replace them). Default: none."""
 
     def set_stage(self, stage: str) -> None:
         """Enter training stage ``stage`` (staged policies freeze what the stage does not train)."""

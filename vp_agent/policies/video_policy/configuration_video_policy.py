@@ -35,6 +35,11 @@ class VideoPolicyConfig:
         vae_channels, latent_channels, vae_path: AutoencoderKL widths (len = number of levels; 2**(len-1) =
             spatial compression) and latent channels; ``vae_path`` loads a pretrained one instead
             (``AutoencoderKL.from_pretrained``, e.g. SVD's ``vae`` folder) and skips the ``vae`` stage.
+        video_model: a pretrained video model folder (``python -m vp_agent.export_video``, e.g. from a
+            video-pretraining run on action-free videos): ``vp-train`` starts the autoencoder, the video U-Net
+            and the latent normalisation from its weights (``from_pretrained``) and skips the ``vae`` stage;
+            the ``video`` stage then fine-tunes it. The architecture fields here must match the folder's
+            (checked). Only training reads the folder: a checkpoint trained from it loads without it.
         vae_kl_weight: KL weight of the autoencoder loss (LDM: 1e-6; no GAN/perceptual loss at our scale).
         unet_channels, unet_heads, unet_layers: UNetSpatioTemporalConditionModel widths per level, attention
             heads per level, ResNet layers per block; ``unet_path`` loads a pretrained one (e.g. SVD's ``unet``)
@@ -83,6 +88,7 @@ class VideoPolicyConfig:
     vae_channels: tuple[int, ...] = (16, 32, 64, 64)
     latent_channels: int = 4
     vae_path: str | None = None
+    video_model: str | None = None
     vae_kl_weight: float = 1e-6
     unet_channels: tuple[int, ...] = (32, 64)
     unet_heads: tuple[int, ...] = (2, 4)

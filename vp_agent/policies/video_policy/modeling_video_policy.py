@@ -35,6 +35,10 @@ from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seede
 from vp_agent.policies.video_policy.configuration_video_policy import POOLS, STAGES, VideoPolicyConfig
 
 log = logging.getLogger(__name__)
+VIDEO_MODEL_FORMAT = "vp-bench-video-model/1"
+# what a pretrained video model's generation depends on beyond its weights: a run that reuses it must match
+VIDEO_MODEL_FIELDS = ("text_encoder", "image_size", "frame_stride", "num_frames", "parameterization",
+                      "sigma_data")
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -466,18 +470,96 @@ class VideoPolicy(TorchPolicy):
     # ------------------------------------------------------------------------------------ training API
     @classmethod
     def make_dataset(cls, config: VideoPolicyConfig, roots, tasks=None, episodes_per_task=None):
-        from vp_agent.data import VideoDataset
+        """The training dataset. A run that trains no action head (``stage_steps`` action and joint 0: video
+        pretraining) may use action-free videos only; its action statistics are then a 1-D placeholder (the
+        untrained head never acts: export the video model, :meth:`save_video_model`)."""
+        from vp_agent.data import MinMax, VideoDataset
 
-        return VideoDataset(roots, cameras=tuple(config.cameras), horizon=config.horizon,
-                            frame_stride=config.frame_stride, tasks=tasks, episodes_per_task=episodes_per_task)
+        acts = any(int(config.stage_steps.get(s, 0)) > 0 for s in ("action", "joint"))
+        ds = VideoDataset(roots, cameras=tuple(config.cameras), horizon=config.horizon,
+                          frame_stride=config.frame_stride, tasks=tasks, episodes_per_task=episodes_per_task,
+                          require_actions=acts)
+        if not ds.stats:
+            states = np.concatenate(ds.states)
+            ds.stats = {"action": MinMax(-np.ones(1, np.float32), np.ones(1, np.float32)),
+                        "state": MinMax(states.min(0), states.max(0))}
+            log.info("action-free data: no action head is trained (placeholder action statistics)")
+        return ds
+
+    # ------------------------------------------------------------------- pretrained video model
+    def save_video_model(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write the autoencoder and the video U-Net as diffusers folders (``vae/``, ``unet/``: each loads with
+        ``from_pretrained``) and ``video_model.json`` (the latent normalisation and what the model generates),
+        atomically. ``config.video_model`` points a new run at the folder."""
+        import json
+        import os
+        import shutil
+
+        c = self.config
+        if not self._svd and not bool(self.latent_fitted):
+            raise ValueError("the video model has no latent normalisation yet: train its video stage first")
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.vae.save_pretrained(tmp / "vae")
+        self.unet.save_pretrained(tmp / "unet")
+        meta = {"format": VIDEO_MODEL_FORMAT, "latent_mean": self.latent_mean.tolist(),
+                "latent_std": self.latent_std.tolist(), **{k: getattr(c, k) for k in VIDEO_MODEL_FIELDS},
+                **(extra or {})}
+        (tmp / "video_model.json").write_text(json.dumps(meta, indent=2, default=str))
+        if directory.exists():
+            old = directory.with_name(directory.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+        return directory
+
+    def init_pretrained(self) -> None:
+        """Start the autoencoder, video U-Net and latent normalisation from ``config.video_model``."""
+        import json
+
+        c = self.config
+        if not c.video_model:
+            return
+        src = Path(c.video_model)
+        try:
+            meta = json.loads((src / "video_model.json").read_text())
+            vae = AutoencoderKL.from_pretrained(src / "vae")
+            unet = UNetSpatioTemporalConditionModel.from_pretrained(src / "unet")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"video_model {src}: not a video model folder (python -m vp_agent.export_video "
+                             f"writes one): {str(exc).splitlines()[0]}") from exc
+        if meta.get("format") != VIDEO_MODEL_FORMAT:
+            raise ValueError(f"video_model {src}: format {meta.get('format')!r}, expected {VIDEO_MODEL_FORMAT!r}")
+        differ = {k: (meta.get(k), getattr(c, k)) for k in VIDEO_MODEL_FIELDS
+                  if json.loads(json.dumps(meta.get(k))) != json.loads(json.dumps(getattr(c, k)))}
+        if differ:
+            raise ValueError(f"video_model {src} was trained with other settings: " + ", ".join(
+                f"{k} {a!r} (this config: {b!r})" for k, (a, b) in differ.items()))
+        for name, module, mine in (("vae", vae, self.vae), ("unet", unet, self.unet)):
+            try:
+                mine.load_state_dict(module.state_dict())
+            except RuntimeError as exc:
+                raise ValueError(f"video_model {src}/{name} does not fit this config's architecture: "
+                                 f"{str(exc).splitlines()[0]} (check vae_channels, unet_channels, unet_heads, "
+                                 f"unet_layers, latent_channels)") from exc
+        self.latent_mean.copy_(torch.tensor(meta["latent_mean"]))
+        self.latent_std.copy_(torch.tensor(meta["latent_std"]))
+        self.latent_fitted.fill_(True)
+        log.info("video model (autoencoder, U-Net, latent normalisation) from %s", src)
 
     @classmethod
     def training_stages(cls, config: VideoPolicyConfig) -> list[tuple[str, int, int, float]]:
-        """(stage, steps, batch size, lr) in training order; a pretrained autoencoder skips ``vae``."""
+        """(stage, steps, batch size, lr) in training order; a pretrained autoencoder (``vae_path``, or the
+        one of ``video_model``) skips ``vae``."""
         stages = []
         for stage in STAGES:
             steps = int(config.stage_steps.get(stage, 0))
-            if steps <= 0 or (stage == "vae" and config.vae_path):
+            if steps <= 0 or (stage == "vae" and (config.vae_path or config.video_model)):
                 continue
             stages.append((stage, steps, int(config.stage_batch.get(stage, 16)), float(config.stage_lrs.get(stage, 1e-4))))
         return stages

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Video pretraining for metaworld-lite-v2 (method video_policy_pretrained): record action-free videos of every
+# Meta-World task outside the protocol (its 8 training tasks and 4 new_task reverses), train Video Policy's
+# autoencoder and video model on them (recipe vp-pretrain-metaworld, no action head), export the video model to
+# runs/pretrained/metaworld-video, where recipe vp-pretrained-lite-v2 starts from it. Every step resumes.
+#
+#   experiments/pretrain_video.sh                 # then, e.g.:
+#   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0 25:0"
+set -euo pipefail
+out=runs/pretrained/metaworld-video
+data=data/metaworld-pretrain-video
+train=runs/train/vp-pretrain-metaworld
+protocol_tasks=(button-press-topdown-v3 button-press-v3 coffee-button-v3 door-open-v3 drawer-open-v3 window-open-v3
+                plate-slide-v3 handle-press-v3 door-close-v3 drawer-close-v3 window-close-v3 handle-pull-v3)
+mapfile -t tasks < <(python -c "
+import sys, vp_envs
+skip = set(sys.argv[1:])
+print('\n'.join(t for t in (e.split('-', 1)[1] for e in vp_envs.list_envs('metaworld')) if t not in skip))
+" "${protocol_tasks[@]}")
+[ -f $data/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 25 --no-actions --cameras corner4 --size 96 \
+  --out $data
+vp-train +recipe=vp-pretrain-metaworld "data=[$data]" threads=1 out_dir=$train
+python -m vp_agent.export_video $train/checkpoints/video $out
