@@ -9,6 +9,10 @@
 #   experiments/metaworld_lite_v2.sh bc "[test]" 1    # BC, training seed 1, test only
 #   experiments/metaworld_lite_v2.sh vp               # Video Policy: train, offline error split, evaluate
 #   experiments/metaworld_lite_v2.sh vp-head9k "[test]"  # the same with a 9000-step action head (reuses vp's video model)
+#   experiments/metaworld_lite_v2.sh vp-pretrained "[test,new_task]"   # from the pretrained video model
+#       (experiments/pretrain_video.sh first: action-free videos of the 38 Meta-World tasks outside the protocol)
+#   experiments/metaworld_lite_v2.sh vp-pretrained-newtask "[test,new_task]"  # the same, its video stage also
+#       fine-tuned on action-free videos of the new_task tasks (the reverses of training tasks)
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
@@ -43,13 +47,20 @@ else
   init=""  # vp-head9k: only its action stage differs from vp's, so it starts from vp's video model when there
   [ "$method" = vp-head9k ] && [ -f runs/train/vp-lite-v2/checkpoints/video/training_state.pt ] \
     && init="init_from=runs/train/vp-lite-v2/checkpoints/video"
-  vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train $init
+  recipe=$method train_data=$data
+  if [ "$method" = vp-pretrained-newtask ]; then  # action-free videos of the held-out tasks in the video stage
+    recipe=vp-pretrained train_data=$data,data/$protocol-newtask-video
+    [ -f data/$protocol-newtask-video/manifest.json ] || vp-data --tasks door-close-v3 drawer-close-v3 \
+      window-close-v3 handle-pull-v3 --episodes 25 --no-actions --cameras corner4 --size 96 --out data/$protocol-newtask-video
+  fi
+  vp-train +recipe=$recipe-lite-v2 "data=[$train_data]" threads=1 seed=$seed out_dir=$train $init
   if [ $is_vp = 1 ]; then  # the error split first (minutes): is it the video or the head?
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --real-future --image-use \
       --grid results/offline/$method-lite-v2_generated_vs_real.png --out results/offline/$method-lite-v2.json
   fi
   # learning curves; Video Policy's snapshots are of its action stage (vp-head9k keeps 6: its curve)
-  [ "$seed" = 0 ] && [ "$method" != vp ] && python -m eval.curve $train --protocol $protocol \
+  # (not for vp and the vp-pretrained runs: their action stage is vp-lite-v2's; vp-head9k holds the head's curve)
+  [ "$seed" = 0 ] && [ "$method" != vp ] && [[ $method != vp-pretrained* ]] && python -m eval.curve $train --protocol $protocol \
     --episodes "$([ "$method" = dp ] && echo 3 || echo 5)" --num-envs "$([ $is_vp = 1 ] && echo 8 || echo 1)" \
     --out results/curves/$method-lite-v2
   # Video Policy: 8 env slots share one forward (a slot's share of the chunk is 0.39x a chunk alone)
