@@ -360,7 +360,8 @@ def offline_table(rows: pd.DataFrame | None = None, folder: Path = OFFLINE, patt
 
 
 README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline,
-                 "v2-per-task": per_task_table, "v2-offline": offline_table}
+                 "v2-per-task": per_task_table, "v2-offline": offline_table,
+                 "v2-sample-efficiency": lambda rows: sample_efficiency_block(rows)}
 
 
 def readme_block(name: str, rows: pd.DataFrame) -> str:
@@ -584,22 +585,17 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
-    """``test`` success against demonstrations per task, for every (method, recipe) trained at two or more
-    budgets or with two or more seeds (the seed spread of one budget): a table (pooled over runs and episodes, 95% Wilson; each run's rate and seed beside it),
-    ``sample_efficiency.csv`` and ``<protocol>_sample_efficiency.png``."""
+def _sample_efficiency_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The training runs of every (method, recipe) trained at two or more budgets or seeds."""
     runs = training_runs(rows)
     if runs.empty:
-        return ""
-    runs = runs.groupby(["protocol", "protocol_version", "method", "recipe_hash"]).filter(
+        return runs
+    return runs.groupby(["protocol", "protocol_version", "method", "recipe_hash"]).filter(
         lambda g: g["episodes_per_task"].nunique() >= 2 or g["seed"].nunique() >= 2)
-    if runs.empty:
-        return ""
-    import matplotlib
-    import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _sample_efficiency_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """One line per (protocol, method, recipe, budget): runs and episodes pooled, 95% Wilson, each run's rate."""
     import numpy as np
 
     cells = []
@@ -615,7 +611,45 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
                       "success_rate": k / n, "ci95_low": lo, "ci95_high": hi,
                       "run_rates": " ".join(f"s{s}:{100 * r:.0f}" for s, r in zip(g["seed"], per_run)),
                       "run_std": float(np.std(per_run, ddof=1)) if len(g) > 1 else float("nan")})
-    table = pd.DataFrame(cells)
+    return pd.DataFrame(cells)
+
+
+def _sample_efficiency_lines(proto: str, p: pd.DataFrame) -> list[str]:
+    """Markdown table rows of one protocol's sample-efficiency cells ``p``."""
+    lines = ["| protocol | method (recipe) | demos per task | runs | episodes | success | per run |",
+             "|---|---|---|---|---|---|---|"]
+    for (method, recipe), q in p.groupby(["method", "recipe_hash"], sort=True):
+        label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
+        for r in q.sort_values("episodes_per_task").itertuples():
+            lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.runs} | {r.episodes} | "
+                         f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.run_rates} |")
+    return lines
+
+
+def sample_efficiency_block(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2") -> str:
+    """README block: the sample-efficiency table of one protocol (the plot is ``<protocol>_sample_efficiency.png``)."""
+    runs = _sample_efficiency_runs(rows)
+    runs = runs[runs["protocol"] == protocol] if not runs.empty else runs
+    if runs.empty:
+        return f"No {protocol} method is trained at two budgets or seeds yet.\n"
+    return "\n".join(_sample_efficiency_lines(protocol, _sample_efficiency_cells(runs))) + "\n"
+
+
+def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
+    """``test`` success against demonstrations per task, for every (method, recipe) trained at two or more
+    budgets or with two or more seeds (the seed spread of one budget): a table (pooled over runs and episodes, 95% Wilson; each run's rate and seed beside it),
+    ``sample_efficiency.csv`` and ``<protocol>_sample_efficiency.png``."""
+    runs = _sample_efficiency_runs(rows)
+    if runs.empty:
+        return ""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    table = _sample_efficiency_cells(runs)
     atomic_write_bytes(out / "sample_efficiency.csv",
                        lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     lines = ["", "# Sample efficiency", "",
@@ -624,17 +658,12 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
              "training runs and episodes with its 95% Wilson interval; each run's own rate, after its seed",
              "(`s<seed>:<%>`), in the last column. Two runs with one seed are two trainings of one recipe and seed.", ""]
     for proto, p in table.groupby("protocol", sort=True):
-        lines += [f"![sample efficiency]({proto}_sample_efficiency.png)", "",
-                  "| protocol | method (recipe) | demos per task | runs | episodes | success | per run |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"![sample efficiency]({proto}_sample_efficiency.png)", "", *_sample_efficiency_lines(proto, p)]
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
         groups = list(p.groupby(["method", "recipe_hash"], sort=True))
         for k, ((method, recipe), q) in enumerate(groups):
             q = q.sort_values("episodes_per_task")
             label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
-            for r in q.itertuples():
-                lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.runs} | {r.episodes} | "
-                             f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.run_rates} |")
             x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
                                 0, None)

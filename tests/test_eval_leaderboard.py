@@ -148,6 +148,13 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     assert (se.loc[5, "ci95_low"], se.loc[5, "ci95_high"]) == pytest.approx((lo, hi), abs=1e-4)
     md = (results / "LEADERBOARD.md").read_text()
     assert "# Sample efficiency" in md and "| toy | BC (r1) | 5 | 3 | 12 | 25 [9, 53] | s0:0 s0:25 s1:50 |" in md
+    # the README block of one protocol: the same lines, and a sentence for a protocol without any
+    from eval.leaderboard import load_rows, sample_efficiency_block
+
+    rows = load_rows(results / "runs")
+    block = sample_efficiency_block(rows, "toy")
+    assert "| toy | BC (r1) | 5 | 3 | 12 | 25 [9, 53] | s0:0 s0:25 s1:50 |" in block and "# Sample" not in block
+    assert sample_efficiency_block(rows, "nope") == "No nope method is trained at two budgets or seeds yet.\n"
     assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
     assert (results / "toy_drop.png").stat().st_size > 1000
     assert not list(results.glob(".*tmp*"))
