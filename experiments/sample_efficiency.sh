@@ -53,6 +53,10 @@ for pair in $pairs; do
   policy=(policy=$method); [ "$protocol" = metaworld-lite-v2 ] && policy=()
   vp-train ${policy[@]+"${policy[@]}"} "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
     out_dir=$train_dir/$name "${recipe[@]}" ${camera[@]+"${camera[@]}"}
+  if [ "$protocol" = metaworld-lite-v2 ] && [[ $method == video_policy* ]]; then  # the error split (minutes)
+    python -m vp_agent.offline $train_dir/$name/checkpoints/last data/$protocol-val --windows 48 --real-future \
+      --out results/offline/$name-lite-v2.json
+  fi
   echo "=== $name: evaluate on test $(date -u +%H:%M:%S)"
   vp-eval policy=$train_dir/$name/checkpoints/last protocol=$protocol "splits=[test]" \
     run_dir=results/runs/$protocol/sample-efficiency/$name ${eval_opts[@]+"${eval_opts[@]}"}
