@@ -102,8 +102,26 @@ def test_a_video_model_of_other_settings_or_a_bad_folder_is_a_clear_error(pretra
         train(_cfg(tmp_path, "d", data[0], {"vae": 1, "video": 1, "action": 1}))
 
 
-def test_export_of_a_missing_or_non_video_checkpoint_is_one_line_exit_2(tmp_path, capsys):
-    assert export_main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("vp_agent.export_video: error:") and "does not exist" in err and "\n" not in err
-    assert not (tmp_path / "out").exists()
+def test_export_of_a_missing_untrained_or_non_video_checkpoint_is_one_line_exit_2(pretrained, tmp_path, capsys):
+    import numpy as np
+
+    from vp_agent import make_policy
+    from vp_agent.data import MinMax
+
+    stats = {k: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for k in ("action", "state")}
+    make_policy("bc", {"text_encoder": "hashing"}, stats, 4, 4).save(tmp_path / "bc")
+    cases = {tmp_path / "nothing": "does not exist", tmp_path / "bc": "is a bc policy",
+             pretrained[0] / "checkpoints" / "vae": "no latent normalisation yet"}  # an autoencoder-stage checkpoint
+    for ckpt, why in cases.items():
+        assert export_main([str(ckpt), str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vp_agent.export_video: error:") and why in err and "\n" not in err, err
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_a_video_model_folder_of_another_format_is_refused(pretrained, data, tmp_path):
+    shutil.copytree(pretrained[1], tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "video_model.json").read_text())
+    (tmp_path / "old" / "video_model.json").write_text(json.dumps({**meta, "format": "vp-bench-video-model/0"}))
+    with pytest.raises(ValueError, match="format 'vp-bench-video-model/0', expected 'vp-bench-video-model/1'"):
+        train(_cfg(tmp_path, "e", data[1], {"vae": 2, "video": 1, "action": 1}, video_model=str(tmp_path / "old")))

@@ -242,26 +242,36 @@ class TorchPolicy(Policy, nn.Module):
         ``extra_files`` maps file names to callables that write them (given the path) before the
         directory is swapped in, so a checkpoint is always complete or absent.
         """
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        meta = {"format": CHECKPOINT_FORMAT, "policy": self.name, "config": dataclasses.asdict(self.config),
-                "state_dim": self.state_dim, "action_dim": self.action_dim, **(extra or {})}
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
-        (tmp / "stats.json").write_text(json.dumps({k: v.to_dict() for k, v in self.stats.items()}))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(tmp / "model.safetensors"))
-        for fname, write in (extra_files or {}).items():
-            write(tmp / fname)
-        if directory.exists():
-            old = directory.with_name(directory.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        def fill(tmp: Path) -> None:
+            meta = {"format": CHECKPOINT_FORMAT, "policy": self.name, "config": dataclasses.asdict(self.config),
+                    "state_dim": self.state_dim, "action_dim": self.action_dim, **(extra or {})}
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+            (tmp / "stats.json").write_text(json.dumps({k: v.to_dict() for k, v in self.stats.items()}))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            for fname, write in (extra_files or {}).items():
+                write(tmp / fname)
+
+        write_dir_atomically(directory, fill)
+
+
+def write_dir_atomically(directory: str | Path, fill) -> Path:
+    """Build a folder with ``fill(tmp)`` in ``<directory>.tmp`` and swap it in for ``directory``, so the folder
+    is always complete or absent (the old one is replaced only once the new one is written)."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fill(tmp)
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+    return directory
 
 
 def _noise_seeds(info, rows: list[int]) -> list[int] | None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, EDMEulerScheduler, UNetSpatioTemporalConditionModel
 from torch import nn
 
-from vp_agent.policies.base import TorchPolicy
+from vp_agent.policies.base import TorchPolicy, write_dir_atomically
 from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seeded_noise
 from vp_agent.policies.video_policy.configuration_video_policy import POOLS, STAGES, VideoPolicyConfig
 
@@ -492,31 +492,20 @@ class VideoPolicy(TorchPolicy):
         ``from_pretrained``) and ``video_model.json`` (the latent normalisation and what the model generates),
         atomically. ``config.video_model`` points a new run at the folder."""
         import json
-        import os
-        import shutil
 
         c = self.config
         if not self._svd and not bool(self.latent_fitted):
             raise ValueError("the video model has no latent normalisation yet: train its video stage first")
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.vae.save_pretrained(tmp / "vae")
-        self.unet.save_pretrained(tmp / "unet")
-        meta = {"format": VIDEO_MODEL_FORMAT, "latent_mean": self.latent_mean.tolist(),
-                "latent_std": self.latent_std.tolist(), **{k: getattr(c, k) for k in VIDEO_MODEL_FIELDS},
-                **(extra or {})}
-        (tmp / "video_model.json").write_text(json.dumps(meta, indent=2, default=str))
-        if directory.exists():
-            old = directory.with_name(directory.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-        return directory
+
+        def fill(tmp: Path) -> None:
+            self.vae.save_pretrained(tmp / "vae")
+            self.unet.save_pretrained(tmp / "unet")
+            meta = {"format": VIDEO_MODEL_FORMAT, "latent_mean": self.latent_mean.tolist(),
+                    "latent_std": self.latent_std.tolist(), **{k: getattr(c, k) for k in VIDEO_MODEL_FIELDS},
+                    **(extra or {})}
+            (tmp / "video_model.json").write_text(json.dumps(meta, indent=2, default=str))
+
+        return write_dir_atomically(directory, fill)
 
     def init_pretrained(self) -> None:
         """Start the autoencoder, video U-Net and latent normalisation from ``config.video_model``."""
