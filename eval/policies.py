@@ -299,9 +299,22 @@ def _load_py(spec: str) -> Policy:
                           f"eval.policies.Policy or a callable (obs, info) -> action")
 
 
+# training stages after which a staged policy still cannot act (Video Policy's autoencoder and video model)
+NOT_ACTING_STAGES = ("vae", "video")
+
+
 def _load_checkpoint_dir(spec: str, path: Path) -> Policy:
     import vp_agent
 
+    try:
+        stage = json.loads((path / "config.json").read_text()).get("stage")
+    except (OSError, ValueError):
+        stage = None  # load_policy says what is wrong with the folder
+    if stage in NOT_ACTING_STAGES:
+        raise PolicySpecError(
+            f"policy {spec!r}: {path} was saved after the {stage!r} training stage: its action head never trained, "
+            f"so it cannot act (evaluate the run's checkpoints/last; a video-pretraining run has no head: export it "
+            f"with python -m vp_agent.export_video and train from it with policy.config.video_model=<folder>)")
     try:
         policy = vp_agent.load_policy(str(path))
     except vp_agent.CheckpointError as exc:  # a clear error before any rollout, as for every other spec
@@ -349,7 +362,7 @@ def training_record(path: Path) -> dict[str, Any] | None:
     # before they existed keep their hash
     later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None, "precision": "fp32"}
     later_policy_defaults = {"parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02], "pool": "mean",
-                             "video_model": None}
+                             "video_model": None, "finetune_vae": False}
     recipe = {k: v for k, v in train.items() if k not in bookkeeping
               and not (k in later_defaults and v == later_defaults[k])}
     policy_config = (recipe.get("policy") or {}).get("config")

@@ -50,8 +50,9 @@ else
   recipe=$method train_data=$data
   if [ "$method" = vp-pretrained-newtask ]; then  # action-free videos of the held-out tasks in the video stage
     recipe=vp-pretrained train_data=$data,data/$protocol-newtask-video
-    [ -f data/$protocol-newtask-video/manifest.json ] || vp-data --tasks door-close-v3 drawer-close-v3 \
-      window-close-v3 handle-pull-v3 --episodes 25 --no-actions --cameras corner4 --size 96 --out data/$protocol-newtask-video
+    mapfile -t held_out < <(python -c "from eval.protocol import load_protocol; print('\n'.join(load_protocol('$protocol').held_out))")
+    [ -f data/$protocol-newtask-video/manifest.json ] || vp-data --tasks "${held_out[@]}" \
+      --episodes 25 --no-actions --cameras corner4 --size 96 --out data/$protocol-newtask-video
   fi
   vp-train +recipe=$recipe-lite-v2 "data=[$train_data]" threads=1 seed=$seed out_dir=$train $init
   if [ $is_vp = 1 ]; then  # the error split first (minutes): is it the video or the head?

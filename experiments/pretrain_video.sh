@@ -10,13 +10,13 @@ set -euo pipefail
 out=runs/pretrained/metaworld-video
 data=data/metaworld-pretrain-video
 train=runs/train/vp-pretrain-metaworld
-protocol_tasks=(button-press-topdown-v3 button-press-v3 coffee-button-v3 door-open-v3 drawer-open-v3 window-open-v3
-                plate-slide-v3 handle-press-v3 door-close-v3 drawer-close-v3 window-close-v3 handle-pull-v3)
+# every task of the protocol (training tasks and held-out reverses) stays out of the pretraining videos
 mapfile -t tasks < <(python -c "
-import sys, vp_envs
-skip = set(sys.argv[1:])
+import vp_envs
+from eval.protocol import load_protocol
+skip = set(load_protocol('metaworld-lite-v2').tasks)
 print('\n'.join(t for t in (e.split('-', 1)[1] for e in vp_envs.list_envs('metaworld')) if t not in skip))
-" "${protocol_tasks[@]}")
+")
 [ -f $data/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 25 --no-actions --cameras corner4 --size 96 \
   --out $data
 vp-train +recipe=vp-pretrain-metaworld "data=[$data]" threads=1 out_dir=$train

@@ -7,10 +7,13 @@
 #   experiments/sample_efficiency.sh video_policy "5:0"
 #   PROTOCOL=robosuite-lite experiments/sample_efficiency.sh bc "5:0 10:0"   # default: metaworld-lite
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
+#   PROTOCOL=metaworld-lite-v2 RECIPE=vp-pretrained-aeft-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #
 # On metaworld-lite-v2 the recipes are the Hydra ones of its leaderboard rows (vp_agent/conf/recipe/*-lite-v2.yaml:
 # bc, diffusion, video_policy, and video_policy_pretrained, which starts from the video model of
-# experiments/pretrain_video.sh); on the v1 protocols, experiments/recipes.sh.
+# experiments/pretrain_video.sh); on the v1 protocols, experiments/recipes.sh. RECIPE=<name> (v2 only) trains a
+# variant recipe of that method instead (vp_agent/conf/recipe/<name>.yaml); its runs are named after it
+# (<name without -lite-v2>-<N>demos-seed<S>) and the leaderboard tells them apart by recipe hash.
 # Every step resumes: rerunning the same line skips finished training and finished episodes. The recipe is
 # the one of the full-data run of the same method (README, Results), so the 25-demo point of each line is
 # that run (seed 0). Checkpoints: runs/train/se/<method>-<N>demos-seed<S> (metaworld-lite) or
@@ -33,6 +36,13 @@ case $protocol in
       video_policy_pretrained) recipe=(+recipe=vp-pretrained-lite-v2) ;;
       *) echo "unknown method '$method'; known: bc, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
     esac
+    if [ -n "${RECIPE:-}" ]; then
+      if [ ! -f "vp_agent/conf/recipe/$RECIPE.yaml" ]; then
+        echo "unknown RECIPE '$RECIPE'; known: $(cd vp_agent/conf/recipe && ls *.yaml | sed 's/.yaml$//' | tr '\n' ' ')" >&2
+        exit 2
+      fi
+      recipe=(+recipe=$RECIPE)
+    fi
     # Video Policy: 8 env slots share one forward (experiments/metaworld_lite_v2.sh)
     [[ $method == video_policy* ]] && eval_opts=(num_envs=8 vector=sync) || eval_opts=(num_envs=2 vector=sync) ;;
   # as in experiments/robosuite_lite.sh, which records these demonstrations
@@ -48,6 +58,7 @@ for pair in $pairs; do
   n=${pair%%:*}
   seed=${pair##*:}
   name=$method-${n}demos-seed$seed
+  [ -n "${RECIPE:-}" ] && name=${RECIPE%-lite-v2}-${n}demos-seed$seed
   echo "=== $name: train $(date -u +%H:%M:%S)"
   # the v2 recipes choose the policy themselves
   policy=(policy=$method); [ "$protocol" = metaworld-lite-v2 ] && policy=()

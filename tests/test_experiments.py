@@ -32,6 +32,12 @@ def test_v2_sweep_knows_the_pretrained_video_policy():
     assert out.returncode == 2 and "known: bc, diffusion, video_policy, video_policy_pretrained" in out.stderr
 
 
+def test_v2_sweep_unknown_recipe_variant_lists_the_recipes():
+    out = run("sample_efficiency.sh", "video_policy_pretrained", "5:0", PROTOCOL="metaworld-lite-v2", RECIPE="nope")
+    assert out.returncode == 2 and "unknown RECIPE 'nope'; known: " in out.stderr
+    assert "vp-pretrained-aeft-lite-v2" in out.stderr
+
+
 def test_missing_dataset_is_named(tmp_path):
     out = run("sample_efficiency.sh", "bc", "5:0", DATA=str(tmp_path / "absent"))
     assert out.returncode == 2 and f"no dataset at {tmp_path / 'absent'}" in out.stderr
@@ -75,7 +81,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
 
     names = sorted(p.stem for p in (Path(vp_agent.train.__file__).parent / "conf" / "recipe").glob("*.yaml"))
     assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2", "vp-lite-v2", "vp-head9k-lite-v2",
-            "vp-pretrain-metaworld", "vp-pretrained-lite-v2"} <= set(names)
+            "vp-pretrain-metaworld", "vp-pretrained-lite-v2", "vp-pretrained-aeft-lite-v2"} <= set(names)
     with initialize_config_module(config_module="vp_agent.conf", version_base=None):
         for name in names:
             cfg = compose(config_name="train", overrides=[f"+recipe={name}", "data=[x]"])
@@ -91,6 +97,10 @@ def test_every_recipe_composes_into_a_valid_training_config():
                 elif name == "vp-pretrained-lite-v2":  # starts from the pretrained video model, fine-tunes it
                     assert config.video_model and config.stage_steps["video"] > 0
                     assert [s[0] for s in policy.training_stages(config)] == ["video", "action"]
+                elif name == "vp-pretrained-aeft-lite-v2":  # the same, its autoencoder fine-tuned first
+                    assert config.video_model and config.finetune_vae
+                    assert [s[0] for s in policy.training_stages(config)] == ["vae", "video", "action"]
+                    assert config.stage_lrs["vae"] < 1e-3  # a fine-tune: below the from-scratch rate
                 else:
                     assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
                     assert config.stage_steps["video"] == 3000, name

@@ -87,6 +87,33 @@ def test_a_run_from_the_pretrained_video_model_skips_the_autoencoder_and_keeps_i
         shutil.move(str(tmp_path / "moved"), str(folder))
 
 
+def test_finetune_vae_trains_the_pretrained_autoencoder_and_keeps_its_latent_normalisation(pretrained, data,
+                                                                                            tmp_path):
+    _, folder = pretrained
+    source = load_policy(pretrained[0] / "checkpoints" / "video")
+    cfg = _cfg(tmp_path, "ft", data[1], {"vae": 2, "video": 1, "action": 1}, video_model=str(folder),
+               finetune_vae=True)
+    tuned = load_policy(train(cfg))
+    stages = [json.loads(line)["stage"] for line in (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()]
+    assert stages == ["vae"] * 2 + ["video", "action"]
+    # the autoencoder started from the pretrained one and moved on this run's frames
+    start = load_policy(tmp_path / "ft" / "checkpoints" / "vae")
+    assert any(not torch.equal(v, start.vae.state_dict()[k]) for k, v in source.vae.state_dict().items())
+    flat = lambda m: torch.cat([v.flatten().float() for v in m.state_dict().values()])  # noqa: E731
+    assert (flat(start.vae) - flat(source.vae)).norm() < 0.2 * flat(source.vae).norm()  # a fine-tune, not a new AE
+    assert torch.equal(flat(tuned.vae), flat(start.vae))  # later stages keep it
+    assert torch.equal(tuned.latent_mean, source.latent_mean) and torch.equal(tuned.latent_std, source.latent_std)
+
+
+def test_evaluating_a_checkpoint_without_a_trained_action_head_is_a_clear_error(pretrained):
+    from eval.policies import PolicySpecError, load_policy_spec
+
+    run, _ = pretrained
+    for stage in ("video", "last"):  # a pretraining run's final checkpoint is its video stage's
+        with pytest.raises(PolicySpecError, match="'video' training stage: its action head never trained"):
+            load_policy_spec(str(run / "checkpoints" / stage))
+
+
 def test_a_video_model_of_other_settings_or_a_bad_folder_is_a_clear_error(pretrained, data, tmp_path, capsys):
     _, folder = pretrained
     with pytest.raises(ValueError, match="other settings: image_size 32 .this config: 16."):

@@ -40,6 +40,10 @@ class VideoPolicyConfig:
             and the latent normalisation from its weights (``from_pretrained``) and skips the ``vae`` stage;
             the ``video`` stage then fine-tunes it. The architecture fields here must match the folder's
             (checked). Only training reads the folder: a checkpoint trained from it loads without it.
+        finetune_vae: with ``vae_path`` or ``video_model``, train the pretrained autoencoder on this run's
+            frames for ``stage_steps['vae']`` steps at ``stage_lrs['vae']`` instead of skipping the stage (an
+            autoencoder pretrained on other tasks can miss this data's objects); the latent normalisation
+            stays the pretrained one, so the video U-Net reads latents on the scale it was trained on.
         vae_kl_weight: KL weight of the autoencoder loss (LDM: 1e-6; no GAN/perceptual loss at our scale).
         unet_channels, unet_heads, unet_layers: UNetSpatioTemporalConditionModel widths per level, attention
             heads per level, ResNet layers per block; ``unet_path`` loads a pretrained one (e.g. SVD's ``unet``)
@@ -89,6 +93,7 @@ class VideoPolicyConfig:
     latent_channels: int = 4
     vae_path: str | None = None
     video_model: str | None = None
+    finetune_vae: bool = False
     vae_kl_weight: float = 1e-6
     unet_channels: tuple[int, ...] = (32, 64)
     unet_heads: tuple[int, ...] = (2, 4)

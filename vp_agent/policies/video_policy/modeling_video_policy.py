@@ -544,11 +544,12 @@ class VideoPolicy(TorchPolicy):
     @classmethod
     def training_stages(cls, config: VideoPolicyConfig) -> list[tuple[str, int, int, float]]:
         """(stage, steps, batch size, lr) in training order; a pretrained autoencoder (``vae_path``, or the
-        one of ``video_model``) skips ``vae``."""
+        one of ``video_model``) skips ``vae`` unless ``finetune_vae``."""
         stages = []
         for stage in STAGES:
             steps = int(config.stage_steps.get(stage, 0))
-            if steps <= 0 or (stage == "vae" and (config.vae_path or config.video_model)):
+            pretrained_ae = bool(config.vae_path or config.video_model)
+            if steps <= 0 or (stage == "vae" and pretrained_ae and not config.finetune_vae):
                 continue
             stages.append((stage, steps, int(config.stage_batch.get(stage, 16)), float(config.stage_lrs.get(stage, 1e-4))))
         return stages
