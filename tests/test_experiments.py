@@ -97,7 +97,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
                 elif name == "vp-pretrained-lite-v2":  # starts from the pretrained video model, fine-tunes it
                     assert config.video_model and config.stage_steps["video"] > 0
                     assert [s[0] for s in policy.training_stages(config)] == ["video", "action"]
-                elif name == "vp-pretrained-aeft-lite-v2":  # the same, its autoencoder fine-tuned first
+                elif name in ("vp-pretrained-aeft-lite-v2", "vp-pretrained-long-lite-v2"):  # the same, AE fine-tuned first
                     assert config.video_model and config.finetune_vae
                     assert [s[0] for s in policy.training_stages(config)] == ["vae", "video", "action"]
                     assert config.stage_lrs["vae"] < 1e-3  # a fine-tune: below the from-scratch rate
