@@ -281,7 +281,8 @@ PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "met
 def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
                    published: Path | None = PUBLISHED) -> str:
     """``test`` success % per training task of ``protocol`` for each run that holds every ``test`` episode
-    (method, checkpoint; a run of ``test`` only is marked so), with the published per-task numbers of
+    (method, demonstrations per task and training seed where the checkpoint records them, checkpoint; a run
+    of ``test`` only is marked so), with the published per-task numbers of
     image-based Diffusion Policy beside them (``results/published/``)."""
     from eval.protocol import ProtocolError, load_protocol
 
@@ -310,7 +311,10 @@ def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
     runs = []
     for (policy, ckpt), g in test.groupby(["policy", "checkpoint_hash"], sort=True):
         method = str(g["method"].iloc[0]) if "method" in g else ""
-        name = method if policy in ("expert", "random") else f"{method} ({ckpt[:8]})"
+        training = (run_training(g["source"].iloc[0]) or {}) if "source" in g else {}
+        budget = (f", {training['episodes_per_task']} demos s{training.get('seed')}"
+                  if training.get("episodes_per_task") else "")
+        name = method if policy in ("expert", "random") else f"{method}{budget} ({ckpt[:8]})"
         name += "" if sizes[(policy, ckpt)] >= total else " (test only)"
         runs.append((g["ok"].mean(), name, g.groupby("task")["ok"].mean()))
     runs.sort(key=lambda r: -r[0])
@@ -627,11 +631,14 @@ def _sample_efficiency_lines(proto: str, p: pd.DataFrame) -> list[str]:
 
 
 def sample_efficiency_block(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2") -> str:
-    """README block: the sample-efficiency table of one protocol (the plot is ``<protocol>_sample_efficiency.png``)."""
-    runs = _sample_efficiency_runs(rows)
+    """README block: ``test`` success of every training run of one protocol by (method, recipe, demos per task),
+    seeds pooled: the sample-efficiency lines and also recipes trained at one budget only (an ablation, a
+    variant), so each can be read beside the others. The plot (``<protocol>_sample_efficiency.png``) keeps
+    the recipes trained at two or more budgets or seeds."""
+    runs = training_runs(rows)
     runs = runs[runs["protocol"] == protocol] if not runs.empty else runs
     if runs.empty:
-        return f"No {protocol} method is trained at two budgets or seeds yet.\n"
+        return f"No {protocol} training run with a demonstration budget yet.\n"
     return "\n".join(_sample_efficiency_lines(protocol, _sample_efficiency_cells(runs))) + "\n"
 
 

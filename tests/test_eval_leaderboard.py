@@ -154,7 +154,10 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     rows = load_rows(results / "runs")
     block = sample_efficiency_block(rows, "toy")
     assert "| toy | BC (r1) | 5 | 3 | 12 | 25 [9, 53] | s0:0 s0:25 s1:50 |" in block and "# Sample" not in block
-    assert sample_efficiency_block(rows, "nope") == "No nope method is trained at two budgets or seeds yet.\n"
+    # the block also shows recipes trained at one budget and seed (an ablation beside the curve), not action-free runs
+    assert "| toy | BC (r2) | 5 | 1 | 4 | 100 " in block and "| toy | Video Policy (r1) | 25 | 1 | 4 | 0 " in block
+    assert "| 10 |" not in block
+    assert sample_efficiency_block(rows, "nope") == "No nope training run with a demonstration budget yet.\n"
     assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
     assert (results / "toy_drop.png").stat().st_size > 1000
     assert not list(results.glob(".*tmp*"))
@@ -276,6 +279,16 @@ def test_per_task_table_puts_published_numbers_beside_each_run(tmp_path):
     both = pd.concat([rows, only_test.assign(source="y", method="dp"), short.assign(source="z", method="vp")])
     table = per_task_table(both, protocol="toy", published=published)
     assert "dp (beta-has) (test only)" in table and "| reach-v3 | 75 | 25 | 18 |" in table and "gamma" not in table
+    # a run whose checkpoint records its demo budget and seed says so in its column
+    import json
+
+    (tmp_path / "se").mkdir()
+    (tmp_path / "se" / "manifest.json").write_text(json.dumps(
+        {"policy": {"training": {"method": "bc", "episodes_per_task": 5, "seed": 1}}}))
+    budgeted = fake_rows("delta", {"test": [1, 1, 1, 1]}).assign(source=str(tmp_path / "se" / "episodes.parquet"),
+                                                                   method="bc")
+    assert "bc, 5 demos s1 (delta-ha) (test only)" in per_task_table(pd.concat([both, budgeted]), protocol="toy",
+                                                                      published=published)
 
 
 def test_runs_evaluated_in_training_mode_are_marked(tmp_path):
