@@ -279,11 +279,13 @@ PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "met
 
 
 def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
-                   published: Path | None = PUBLISHED) -> str:
+                   published: Path | None = PUBLISHED, full_data: bool = False) -> str:
     """``test`` success % per training task of ``protocol`` for each run that holds every ``test`` episode
     (method, demonstrations per task and training seed where the checkpoint records them, checkpoint; a run
     of ``test`` only is marked so), with the published per-task numbers of
-    image-based Diffusion Policy beside them (``results/published/``)."""
+    image-based Diffusion Policy beside them (``results/published/``). ``full_data``: only runs trained on the
+    largest demonstration budget of the protocol's runs, or not recording one (the README's short version;
+    the sample-efficiency runs stay in docs/results.md)."""
     from eval.protocol import ProtocolError, load_protocol
 
     every = rows[rows["protocol"] == protocol] if not rows.empty else rows
@@ -298,6 +300,11 @@ def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
     sizes = every.groupby(["policy", "checkpoint_hash"]).size() if not every.empty else {}
     whole = [g for _, g in rows.groupby(["policy", "checkpoint_hash"], sort=True) if len(g) >= expected] \
         if not rows.empty else []
+    if full_data and whole:
+        budget = {id(g): (run_training(g["source"].iloc[0]) or {}).get("episodes_per_task") if "source" in g else None
+                  for g in whole}
+        largest = max((b for b in budget.values() if b), default=None)
+        whole = [g for g in whole if budget[id(g)] in (None, largest)]
     if not whole:
         return f"No runs with every `test` episode of {protocol} yet.\n"
     complete = pd.concat(whole)
@@ -365,6 +372,7 @@ def offline_table(rows: pd.DataFrame | None = None, folder: Path = OFFLINE, patt
 
 README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline,
                  "v2-per-task": per_task_table, "v2-offline": offline_table,
+                 "v2-per-task-full-data": lambda rows: per_task_table(rows, full_data=True),
                  "v2-sample-efficiency": lambda rows: sample_efficiency_block(rows)}
 
 

@@ -289,6 +289,15 @@ def test_per_task_table_puts_published_numbers_beside_each_run(tmp_path):
                                                                    method="bc")
     assert "bc, 5 demos s1 (delta-ha) (test only)" in per_task_table(pd.concat([both, budgeted]), protocol="toy",
                                                                       published=published)
+    # the README's short version keeps the largest budget's runs (and runs that record none)
+    (tmp_path / "se25").mkdir()
+    (tmp_path / "se25" / "manifest.json").write_text(json.dumps(
+        {"policy": {"training": {"method": "bc", "episodes_per_task": 25, "seed": 0}}}))
+    full = fake_rows("eps", {"test": [0, 0, 0, 0]}).assign(source=str(tmp_path / "se25" / "episodes.parquet"),
+                                                          method="bc")
+    short_table = per_task_table(pd.concat([both, budgeted, full]), protocol="toy", published=published,
+                                 full_data=True)
+    assert "delta" not in short_table and "bc, 25 demos s0 (eps-hash)" in short_table and "beta" in short_table
 
 
 def test_runs_evaluated_in_training_mode_are_marked(tmp_path):
