@@ -626,12 +626,46 @@ def _sample_efficiency_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cells)
 
 
+_RECIPE_NAMES: dict[str, str] | None = None
+
+
+def recipe_names() -> dict[str, str]:
+    """Recipe hash -> the name of the Hydra recipe (``vp_agent/conf/recipe/<name>.yaml``) that composes to it,
+    so tables can say ``vp-lite-v2`` rather than a bare hash. Recipes are composed with the code's current
+    defaults; a run made with other settings (an older recipe, command-line overrides) keeps its bare hash.
+    Empty when the recipes cannot be composed (vp_agent not importable)."""
+    global _RECIPE_NAMES
+    if _RECIPE_NAMES is None:
+        _RECIPE_NAMES = {}
+        try:
+            from hydra import compose, initialize_config_module
+            from omegaconf import OmegaConf
+
+            import vp_agent.train
+            from eval.policies import training_recipe
+
+            folder = Path(vp_agent.train.__file__).parent / "conf" / "recipe"
+            with initialize_config_module(config_module="vp_agent.conf", version_base=None):
+                for path in sorted(folder.glob("*.yaml")):
+                    cfg = compose(config_name="train", overrides=[f"+recipe={path.stem}", "data=[x]"])
+                    _RECIPE_NAMES[training_recipe(OmegaConf.to_container(cfg, resolve=True))[1]] = path.stem
+        except Exception:  # noqa: BLE001 - names are a convenience; the hash stays the identity
+            _RECIPE_NAMES = {}
+    return _RECIPE_NAMES
+
+
+def recipe_label(recipe_hash: str) -> str:
+    """``<recipe name>, <hash>`` where a repository recipe composes to the hash, else the hash."""
+    name = recipe_names().get(str(recipe_hash))
+    return f"{name}, {recipe_hash}" if name else str(recipe_hash)
+
+
 def _sample_efficiency_lines(proto: str, p: pd.DataFrame) -> list[str]:
     """Markdown table rows of one protocol's sample-efficiency cells ``p``."""
     lines = ["| protocol | method (recipe) | demos per task | runs | episodes | success | per run |",
              "|---|---|---|---|---|---|---|"]
     for (method, recipe), q in p.groupby(["method", "recipe_hash"], sort=True):
-        label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
+        label = f"{METHOD_NAMES.get(method, method)} ({recipe_label(recipe)})"
         for r in q.sort_values("episodes_per_task").itertuples():
             lines.append(f"| {proto} | {label} | {r.episodes_per_task} | {r.runs} | {r.episodes} | "
                          f"{_pct(r.success_rate)} [{_pct(r.ci95_low)}, {_pct(r.ci95_high)}] | {r.run_rates} |")
@@ -678,7 +712,7 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         groups = list(p.groupby(["method", "recipe_hash"], sort=True))
         for k, ((method, recipe), q) in enumerate(groups):
             q = q.sort_values("episodes_per_task")
-            label = f"{METHOD_NAMES.get(method, method)} ({recipe})"
+            label = f"{METHOD_NAMES.get(method, method)} ({recipe_label(recipe)})"
             x, rate = q["episodes_per_task"].to_numpy(), 100 * q["success_rate"].to_numpy()
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
                                 0, None)

@@ -339,23 +339,10 @@ def checkpoint_method(cfg: dict[str, Any]) -> str | None:
     return name
 
 
-def training_record(path: Path) -> dict[str, Any] | None:
-    """What a vp_agent checkpoint was trained on, for the run's manifest (the leaderboard's sample-efficiency
-    section reads it): method, demonstrations per task, seed, the recipe (every training setting that is not
-    the seed, the data budget or bookkeeping) and its hash. ``None`` when ``config.json`` lacks the record."""
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-        train = cfg["train_config"]
-    except (OSError, ValueError, KeyError):
-        return None
-    datasets = cfg.get("datasets", {})
-    action_free = sorted(r for r, m in datasets.items() if m.get("settings", {}).get("drop_actions"))
-    labelled = [t.get("episodes_kept", 0) for r, m in datasets.items() if r not in action_free
-                for t in m.get("tasks", {}).values()]
-    budget = train.get("episodes_per_task")  # None: every episode of the datasets
-    per_task = min(labelled) if labelled else None
-    if budget:
-        per_task = budget if per_task is None else min(budget, per_task)
+def training_recipe(train: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The recipe of a training config (``vp-train``'s composed config): every setting that is not the seed,
+    the data budget or bookkeeping, and its 8-hex hash. Two runs of one recipe share the hash whatever their
+    seed, budget, threads or folders."""
     bookkeeping = {"seed", "episodes_per_task", "out_dir", "save_every", "log_every", "threads", "device",
                    "tensorboard", "init_from", "data", "tasks", "keep_every"}
     # settings added later count only when they differ from their default, so the recipes of runs made
@@ -375,12 +362,33 @@ def training_record(path: Path) -> dict[str, Any] | None:
             k: v for k, v in policy_config.items() if not is_later_default(k, v)}}
     if "stage_steps" in train.get("policy", {}).get("config", {}):  # staged policies: steps in their config
         recipe.pop("steps", None), recipe.pop("batch_size", None)
+    return recipe, sha256_text(json.dumps(recipe, sort_keys=True, default=str))[:8]
+
+
+def training_record(path: Path) -> dict[str, Any] | None:
+    """What a vp_agent checkpoint was trained on, for the run's manifest (the leaderboard's sample-efficiency
+    section reads it): method, demonstrations per task, seed, the recipe (every training setting that is not
+    the seed, the data budget or bookkeeping) and its hash. ``None`` when ``config.json`` lacks the record."""
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        train = cfg["train_config"]
+    except (OSError, ValueError, KeyError):
+        return None
+    datasets = cfg.get("datasets", {})
+    action_free = sorted(r for r, m in datasets.items() if m.get("settings", {}).get("drop_actions"))
+    labelled = [t.get("episodes_kept", 0) for r, m in datasets.items() if r not in action_free
+                for t in m.get("tasks", {}).values()]
+    budget = train.get("episodes_per_task")  # None: every episode of the datasets
+    per_task = min(labelled) if labelled else None
+    if budget:
+        per_task = budget if per_task is None else min(budget, per_task)
+    recipe, recipe_hash = training_recipe(train)
     return {"method": checkpoint_method(cfg), "episodes_per_task": per_task, "seed": train.get("seed"),
             "action_free_data": action_free,
             "image_sizes": sorted({int(m["settings"]["size"]) for m in datasets.values()
                                    if isinstance(m.get("settings", {}).get("size"), int)}),
             "trained_steps": cfg.get("trained_steps"),
-            "recipe_hash": sha256_text(json.dumps(recipe, sort_keys=True, default=str))[:8], "recipe": recipe}
+            "recipe_hash": recipe_hash, "recipe": recipe}
 
 
 def load_policy_spec(spec: str) -> Policy:

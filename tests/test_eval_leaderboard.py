@@ -348,3 +348,26 @@ def test_offline_table_lists_each_committed_score_file_with_the_error_split(tmp_
     assert "| 0.0446 | 0.0237 | 24.1 | 24.8 | 0.390 | 0.019 |" in lines[3]
     assert "feature_steps=1" in lines[4] and "| 0.0658 |  |" in lines[4]
     assert "No offline scores" in offline_table(folder=tmp_path / "none")
+
+
+def test_recipe_hashes_are_named_after_the_repository_recipe_that_composes_to_them(tmp_path):
+    """A run trained with `+recipe=<name>` records only its recipe's hash; tables name it by composing every
+    recipe of vp_agent/conf/recipe with today's code. A hash no recipe composes to stays bare."""
+    import json
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import vp_agent.train  # noqa: F401
+    from eval.leaderboard import recipe_label, recipe_names
+    from eval.policies import training_record
+
+    with initialize_config_module(config_module="vp_agent.conf", version_base=None):
+        cfg = compose(config_name="train", overrides=["+recipe=bc-lite-v2", "data=[d]", "seed=3",
+                                                      "episodes_per_task=5", "threads=1", "out_dir=x"])
+    (tmp_path / "config.json").write_text(json.dumps({"policy": "bc", "config": {},
+                                                      "train_config": OmegaConf.to_container(cfg, resolve=True)}))
+    digest = training_record(tmp_path)["recipe_hash"]  # as a checkpoint of that recipe records it
+    assert recipe_names()[digest] == "bc-lite-v2" and recipe_label(digest) == f"bc-lite-v2, {digest}"
+    assert "vp-pretrained-aeft-lite-v2" in recipe_names().values()
+    assert recipe_label("0123abcd") == "0123abcd"
