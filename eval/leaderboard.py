@@ -580,10 +580,14 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
     """One line per run folder whose ``manifest.json`` records how its checkpoint was trained (see
     ``eval.policies.training_record``) and which holds ``split`` episodes: method, recipe, demonstrations per
     task, seed, and the run's episodes and successes on ``split``. Runs trained with action-free video are
-    left out (they answer another question)."""
+    left out (they answer another question), and so are runs holding fewer episodes than they selected
+    (``episodes_total`` in ``manifest.json``: still evaluating)."""
     out = []
     for source, g in rows.groupby("source", sort=True):
         training = run_training(source)
+        selected = run_manifest(source).get("episodes_total")
+        if isinstance(selected, int) and len(g) < selected:
+            continue  # still evaluating (or killed): a rate over the episodes it happened to finish misleads
         g = g[g["split"] == split]
         if (not training or training.get("action_free_data") or training.get("image_ablation")
                 or not training.get("episodes_per_task") or g.empty):

@@ -135,6 +135,9 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     run("vp25", {"test": [0, 0, 0, 0]}, method="video_policy", n=25)  # one budget and seed for vp: no line
     run("dp25s0", {"test": [1, 1, 0, 0]}, method="diffusion", n=25, recipe="r3")
     run("dp25s1", {"test": [1, 1, 1, 1]}, method="diffusion", n=25, seed=1, recipe="r3")  # two seeds: a line
+    run("bc10-running", {"test": [1, 1, 1, 1]}, n=10)  # still evaluating: 4 of the 8 episodes it selected
+    manifest = results / "runs" / "bc10-running" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "episodes_total": 8}))
     assert main(["--results", str(results)]) == 0
 
     all_se = pd.read_csv(results / "sample_efficiency.csv")
@@ -156,7 +159,7 @@ def test_sample_efficiency_pools_seeds_per_budget(tmp_path, monkeypatch):
     assert "| toy | BC (r1) | 5 | 3 | 12 | 25 [9, 53] | s0:0 s0:25 s1:50 |" in block and "# Sample" not in block
     # the block also shows recipes trained at one budget and seed (an ablation beside the curve), not action-free runs
     assert "| toy | BC (r2) | 5 | 1 | 4 | 100 " in block and "| toy | Video Policy (r1) | 25 | 1 | 4 | 0 " in block
-    assert "| 10 |" not in block
+    assert "| 10 |" not in block  # the action-free run and the one still evaluating
     assert sample_efficiency_block(rows, "nope") == "No nope training run with a demonstration budget yet.\n"
     assert (results / "toy_sample_efficiency.png").stat().st_size > 1000
     assert (results / "toy_drop.png").stat().st_size > 1000
