@@ -301,10 +301,10 @@ def per_task_table(rows: pd.DataFrame, protocol: str = "metaworld-lite-v2",
     whole = [g for _, g in rows.groupby(["policy", "checkpoint_hash"], sort=True) if len(g) >= expected] \
         if not rows.empty else []
     if full_data and whole:
-        budget = {id(g): (run_training(g["source"].iloc[0]) or {}).get("episodes_per_task") if "source" in g else None
-                  for g in whole}
-        largest = max((b for b in budget.values() if b), default=None)
-        whole = [g for g in whole if budget[id(g)] in (None, largest)]
+        budgets = [(run_training(g["source"].iloc[0]) or {}).get("episodes_per_task") if "source" in g else None
+                   for g in whole]
+        largest = max((b for b in budgets if b), default=None)
+        whole = [g for g, b in zip(whole, budgets) if b in (None, largest)]
     if not whole:
         return f"No runs with every `test` episode of {protocol} yet.\n"
     complete = pd.concat(whole)

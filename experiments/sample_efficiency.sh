@@ -25,6 +25,10 @@ source "$(dirname "$0")/recipes.sh"
 protocol=${PROTOCOL:-metaworld-lite}
 [ "$protocol" = metaworld-lite-v2 ] || set_recipe "$method"
 eval_opts=()
+if [ -n "${RECIPE:-}" ] && [ "$protocol" != metaworld-lite-v2 ]; then
+  echo "RECIPE=$RECIPE: recipe variants are Hydra recipes of metaworld-lite-v2; PROTOCOL is $protocol" >&2
+  exit 2
+fi
 case $protocol in
   metaworld-lite) data=${DATA:-data/metaworld-lite-train}; train_dir=runs/train/se; camera=() ;;
   metaworld-lite-v2)

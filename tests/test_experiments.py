@@ -38,6 +38,11 @@ def test_v2_sweep_unknown_recipe_variant_lists_the_recipes():
     assert "vp-pretrained-aeft-lite-v2" in out.stderr
 
 
+def test_recipe_variant_on_a_v1_protocol_is_refused():
+    out = run("sample_efficiency.sh", "bc", "5:0", RECIPE="bc-lite-v2")  # default PROTOCOL: metaworld-lite
+    assert out.returncode == 2 and "recipe variants are Hydra recipes of metaworld-lite-v2" in out.stderr
+
+
 def test_missing_dataset_is_named(tmp_path):
     out = run("sample_efficiency.sh", "bc", "5:0", DATA=str(tmp_path / "absent"))
     assert out.returncode == 2 and f"no dataset at {tmp_path / 'absent'}" in out.stderr

@@ -105,6 +105,13 @@ def test_finetune_vae_trains_the_pretrained_autoencoder_and_keeps_its_latent_nor
     assert torch.equal(tuned.latent_mean, source.latent_mean) and torch.equal(tuned.latent_std, source.latent_std)
 
 
+def test_finetune_vae_without_a_pretrained_autoencoder_is_a_clear_error():
+    from vp_agent.policies.video_policy.configuration_video_policy import VideoPolicyConfig
+
+    with pytest.raises(ValueError, match="finetune_vae fine-tunes a pretrained autoencoder: set video_model or vae_path"):
+        VideoPolicyConfig(**TINY, finetune_vae=True)
+
+
 def test_evaluating_a_checkpoint_without_a_trained_action_head_is_a_clear_error(pretrained):
     from eval.policies import PolicySpecError, load_policy_spec
 

@@ -42,8 +42,9 @@ class VideoPolicyConfig:
             (checked). Only training reads the folder: a checkpoint trained from it loads without it.
         finetune_vae: with ``vae_path`` or ``video_model``, train the pretrained autoencoder on this run's
             frames for ``stage_steps['vae']`` steps at ``stage_lrs['vae']`` instead of skipping the stage (an
-            autoencoder pretrained on other tasks can miss this data's objects); the latent normalisation
-            stays the pretrained one, so the video U-Net reads latents on the scale it was trained on.
+            autoencoder pretrained on other tasks can miss this data's objects). From ``video_model`` the latent
+            normalisation stays the pretrained one, so the video U-Net reads latents on the scale it was trained
+            on; from ``vae_path`` alone it is fitted afterwards, on the fine-tuned autoencoder's latents.
         vae_kl_weight: KL weight of the autoencoder loss (LDM: 1e-6; no GAN/perceptual loss at our scale).
         unet_channels, unet_heads, unet_layers: UNetSpatioTemporalConditionModel widths per level, attention
             heads per level, ResNet layers per block; ``unet_path`` loads a pretrained one (e.g. SVD's ``unet``)
@@ -156,6 +157,9 @@ class VideoPolicyConfig:
             raise ValueError(f"feature_steps must be None or in 1..num_inference_steps={self.num_inference_steps}")
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; known: {', '.join(POOLS)}")
+        if self.finetune_vae and not (self.vae_path or self.video_model):
+            raise ValueError("finetune_vae fine-tunes a pretrained autoencoder: set video_model or vae_path "
+                             "(without either the vae stage trains one from scratch anyway)")
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {self.parameterization!r}; known: {', '.join(PARAMETERIZATIONS)}")
         if len(self.svd_time_ids) != 3:
