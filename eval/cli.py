@@ -41,7 +41,8 @@ def _main(cfg: DictConfig) -> None:
                    videos_per_cell=int(cfg.videos_per_cell), video_fps=int(cfg.video_fps),
                    retry_errors=bool(cfg.retry_errors), progress=bool(cfg.progress),
                    splits=list(cfg.splits) if cfg.get("splits") else None,
-                   image_ablation=cfg.get("image_ablation"))
+                   image_ablation=cfg.get("image_ablation"),
+                   render_on_demand=bool(cfg.get("render_on_demand", True)))
     except (ProtocolError, PolicySpecError, RunError) as exc:
         _fail(str(exc))
     n, ok = len(rows), int(rows["success"].sum()) if len(rows) else 0

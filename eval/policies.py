@@ -98,6 +98,9 @@ class ExpertPolicy(Policy):
         slots = {int(i) for i in env_ids}
         self._experts = {k: v for k, v in self._experts.items() if k[0] not in slots}
 
+    def needs_frame(self, slot: int) -> bool:
+        return False  # the experts act from the simulator's state
+
     def _expert(self, slot: int, suite: str, task: str) -> Callable:
         key = (slot, suite, task)
         if key not in self._experts:
@@ -134,6 +137,9 @@ class ImageAblation(Policy):
     def reset(self, env_ids=None):
         self.inner.reset(env_ids)
 
+    def needs_frame(self, slot: int) -> bool:
+        return False  # it replaces every frame
+
     def act(self, obs, infos):
         pixels = {k: np.full_like(v, 128) for k, v in obs.get("pixels", {}).items()}
         return self.inner.act({**obs, "pixels": pixels}, infos)
@@ -157,6 +163,9 @@ class RandomPolicy(Policy):
             self._rngs.clear()
         for i in env_ids or ():
             self._rngs.pop(int(i), None)
+
+    def needs_frame(self, slot: int) -> bool:
+        return False
 
     def act(self, obs, infos):
         import vp_envs

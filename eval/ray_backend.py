@@ -24,7 +24,7 @@ from eval.runner import KEY, ROW_COLUMNS, RunError, write_rows
 
 
 def _cell_task(protocol_source: str, spec: str, shard_dir: str, cell: tuple, videos_per_cell: int,
-               video_fps: int, retry_errors: bool) -> list[dict]:
+               video_fps: int, retry_errors: bool, render_on_demand: bool = True) -> list[dict]:
     from eval.policies import load_policy_spec
     from eval.protocol import load_protocol
     from eval.runner import Runner
@@ -33,13 +33,13 @@ def _cell_task(protocol_source: str, spec: str, shard_dir: str, cell: tuple, vid
     episodes = [ep for ep in protocol.episodes() if ep.cell == tuple(cell)]
     frame = Runner(protocol, load_policy_spec(spec), Path(shard_dir), num_envs=1, vector="sync",
                    videos_per_cell=videos_per_cell, video_fps=video_fps, retry_errors=retry_errors,
-                   progress=False, episodes=episodes).run()
+                   progress=False, episodes=episodes, render_on_demand=render_on_demand).run()
     return frame.to_dict("records")
 
 
 def run_ray(protocol: Protocol, policy: Policy, run_dir: Path, num_envs: int = 2, vector: str = "sync",
             videos_per_cell: int = 2, video_fps: int = 20, retry_errors: bool = False,
-            progress: bool = True) -> pd.DataFrame:
+            progress: bool = True, render_on_demand: bool = True) -> pd.DataFrame:
     import ray
     from tqdm import tqdm
 
@@ -55,7 +55,7 @@ def run_ray(protocol: Protocol, policy: Policy, run_dir: Path, num_envs: int = 2
     for cell in protocol.cells():
         shard = run_dir / "shards" / f"{cell[0]}__{cell[1]}__L{cell[2]}"
         ref = remote.remote(protocol.source, policy.spec, str(shard), cell, videos_per_cell, video_fps,
-                            retry_errors)
+                            retry_errors, render_on_demand)
         pending[ref] = cell
     rows: list[dict] = []
     with tqdm(total=len(pending), unit="cell", disable=not progress) as bar:

@@ -197,7 +197,7 @@ class Runner:
     def __init__(self, protocol: Protocol, policy: Policy, run_dir: Path, num_envs: int = 2,
                  vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
                  retry_errors: bool = False, progress: bool = True,
-                 episodes: Sequence[EpisodeSpec] | None = None):
+                 episodes: Sequence[EpisodeSpec] | None = None, render_on_demand: bool = True):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise RunError(f"num_envs must be a positive integer; got {num_envs!r}")
         if vector not in VECTOR_MODES:
@@ -207,6 +207,10 @@ class Runner:
         self.num_envs, self.vector = num_envs, vector
         self.videos_per_cell = videos_per_cell if protocol.cameras else 0
         self.video_fps, self.retry_errors, self.progress = video_fps, retry_errors, progress
+        # Render a slot's next frame only when someone reads it: the policy (Policy.needs_frame), a filmed
+        # episode, or the video score of a policy that generates video. Rows are the same either way
+        # (tests/test_eval_render_on_demand.py); False renders every step.
+        self.render_on_demand = render_on_demand
         self.episodes = list(episodes) if episodes is not None else protocol.episodes()
         self.parquet = self.run_dir / "episodes.parquet"
         self.manifest_path = self.run_dir / "manifest.json"
@@ -314,6 +318,7 @@ class Runner:
         started = [0.0] * n
         frames: list[list[np.ndarray] | None] = [None] * n
         self._frames, self._generated, self._film = frames, {}, [False] * n
+        self._scored: list[set[int]] = [set() for _ in range(n)]  # frame indices a video score will read
         # A policy that generates video (Video Policy) gets a per-episode score of its video against what
         # was then executed (row column video_psnr), so every episode's frames are kept while it runs.
         camera = self.protocol.cameras[0] if self.protocol.cameras else None
@@ -328,6 +333,7 @@ class Runner:
                         slots[i], started[i] = ep, time.perf_counter()
                         assign[i] = (ep.task, ep.split, ep.level, ep.index)
                         self._film[i] = ep.index < self.videos_per_cell
+                        self._scored[i] = set()
                         frames[i] = [] if (self._film[i] or self._scores_video) else None
                 if any(a is not None for a in assign):
                     vec.set_attr("next_episode", assign)
@@ -353,9 +359,12 @@ class Runner:
                     live = [i for i in live if i not in failed]
                 # 3. step every slot (idle and finished slots ignore their action)
                 if live:
+                    fresh = self._wanted_frames(slots, frames)
+                    if not all(fresh):
+                        vec.set_attr("render_next", fresh)
                     obs, _, _, _, infos = vec.step(actions)
                     infos_l = unbatch_infos(infos, n)
-                    self._keep_frames(obs, camera, frames, slots, live, None)
+                    self._keep_frames(obs, camera, frames, slots, live, None, fresh)
                     finished += self._collect(infos_l, slots, started, frames, rows, bar)
                 if finished:
                     write_rows(self.parquet, rows)
@@ -398,6 +407,22 @@ class Runner:
                 failed[i] = "policy: " + format_error(exc)
         return failed
 
+    def _wanted_frames(self, slots, frames) -> list[bool]:
+        """Per slot: does anyone read the frames of the observation the next step returns? The policy
+        (``needs_frame``), a filmed episode (every frame), or a video score (the frames its generated video is
+        compared with). Unread frames are not rendered: that observation repeats the slot's previous frames."""
+        if not self.render_on_demand or not self.protocol.cameras:
+            return [True] * len(slots)
+        needs = getattr(self.policy, "needs_frame", None)
+        out = []
+        for i, ep in enumerate(slots):
+            if ep is None:
+                out.append(False)
+                continue
+            nxt = len(frames[i]) if frames[i] is not None else -1  # index of the next frame kept
+            out.append(bool(self._film[i] or nxt in self._scored[i] or needs is None or needs(i)))
+        return out
+
     def _keep_generated(self, live) -> None:
         """Policies that generate video (Video Policy) expose ``generated[slot]``: (cams, F, H, W, 3) frames of
         their last chunk. Keep each new one with the step it was made at, for the episodes filmed."""
@@ -407,7 +432,9 @@ class Runner:
         for i in live:
             video, kept = generated.get(i), self._generated.setdefault(i, [])
             if video is not None and self._frames[i] is not None and (not kept or kept[-1][1] is not video):
-                kept.append((len(self._frames[i]) - 1, video))
+                start = len(self._frames[i]) - 1
+                kept.append((start, video))
+                self._scored[i].update(start + (j + 1) * self._stride() for j in range(video.shape[1]))
 
     def _stride(self) -> int:
         return max(1, int(getattr(self.policy.config, "frame_stride", 1)))
@@ -421,7 +448,7 @@ class Runner:
         for start, video in kept:
             for j in range(video.shape[1]):
                 t = start + (j + 1) * stride
-                if t < len(executed) and video[0, j].shape == executed[t].shape:
+                if t < len(executed) and executed[t] is not None and video[0, j].shape == executed[t].shape:
                     scores.append(psnr(video[0, j], executed[t]))
         return float(np.mean(scores)) if scores else float("nan")
 
@@ -444,12 +471,14 @@ class Runner:
         if out:
             write_video(self.run_dir / "videos" / name.replace(".mp4", "_vs_generated.mp4"), out, self.video_fps)
 
-    def _keep_frames(self, obs, camera, frames, slots, which, assign):
+    def _keep_frames(self, obs, camera, frames, slots, which, assign, fresh=None):
+        """Append each kept episode's new frame (``None`` where it was not rendered: ``fresh[i]`` False)."""
         if camera is None:
             return
         for i in which:
             if frames[i] is not None and slots[i] is not None and (assign is None or assign[i] is not None):
-                frames[i].append(np.array(obs["pixels"][camera][i], copy=True))
+                rendered = fresh is None or fresh[i]
+                frames[i].append(np.array(obs["pixels"][camera][i], copy=True) if rendered else None)
 
     def _collect(self, infos_l, slots, started, frames, rows, bar) -> int:
         count = 0
@@ -510,11 +539,12 @@ def default_run_dir(protocol: Protocol, spec: str) -> Path:
 def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | None = None, num_envs: int = 2,
         backend: str = "local", vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
         retry_errors: bool = False, progress: bool = True, splits: Sequence[str] | None = None,
-        image_ablation: str | None = None) -> pd.DataFrame:
+        image_ablation: str | None = None, render_on_demand: bool = True) -> pd.DataFrame:
     """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows.
 
     ``splits`` runs only those splits' cells (a partial run: the leaderboard shows it apart, unranked).
-    ``image_ablation="constant"`` shows the policy a constant grey image instead of its camera frames."""
+    ``image_ablation="constant"`` shows the policy a constant grey image instead of its camera frames.
+    ``render_on_demand=False`` renders every step's frames, read or not (the rows are the same)."""
     check_backend(backend)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     episodes = None
@@ -534,7 +564,7 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
         pol = ImageAblation(pol, image_ablation)
     run_dir = Path(run_dir) if run_dir else default_run_dir(proto, pol.spec)
     kwargs = dict(num_envs=num_envs, vector=vector, videos_per_cell=videos_per_cell, video_fps=video_fps,
-                  retry_errors=retry_errors, progress=progress)
+                  retry_errors=retry_errors, progress=progress, render_on_demand=render_on_demand)
     if episodes is not None:
         if backend == "ray":
             raise RunError("splits= is not supported with backend=ray yet; run the subset locally")

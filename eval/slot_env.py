@@ -10,6 +10,8 @@ with a new assignment start it. The slot then steps its episode and reports ever
 - ``terminated``/``truncated`` returned to the vector env are always False, so it never autoresets a slot
   behind the runner's back; the episode's end is ``info["done"]``;
 - a finished or idle slot ignores actions and returns its last observation (cheap: no physics, no render);
+- ``set_attr("render_next", [...])`` (one bool per slot, for the next ``step`` only) lets the runner skip
+  rendering frames nobody reads: that step's ``pixels`` are then the slot's previous frames;
 - an exception from the simulator is caught and returned as ``info["error"]`` (the traceback's last line
   and type), ending that episode only, so one bad episode never takes down a worker process or the run.
 
@@ -62,6 +64,7 @@ class SlotEnv(gym.Env):
         self.observation_space = spaces.Dict(obs)
         self.action_space = spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
         self.next_episode: Any = None
+        self.render_next = True  # one-shot: False skips rendering at the next step (see the module docstring)
         self._envs: OrderedDict[tuple, Any] = OrderedDict()
         self._env = None
         self._episode: tuple | None = None
@@ -155,8 +158,10 @@ class SlotEnv(gym.Env):
         if self._episode is None or self._done:
             self._reward = 0.0
             return self._obs, 0.0, False, False, self._info()
+        render, self.render_next = self.render_next, True
         try:
             env = self._inner(*self._episode[:3])
+            env.unwrapped.render_next = bool(render)
             obs, reward, terminated, truncated, info = env.step(np.asarray(action, np.float32))
         except Exception as exc:
             self._done, self._error, self._reward = True, format_error(exc), 0.0

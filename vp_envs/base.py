@@ -90,6 +90,9 @@ class SuiteEnv(gym.Env):
         self._steps = 0
         self._renderer = None
         self._last_frames: dict[str, np.ndarray] = {}
+        # One-shot: False makes the next step() skip rendering and return the previous frames (the evaluation
+        # runner sets it for steps whose frames nobody reads; see eval.runner). Reset always renders.
+        self.render_next = True
 
     @property
     def suite_title(self) -> str:
@@ -119,6 +122,7 @@ class SuiteEnv(gym.Env):
         self._seed = int(seed)
         self._reset_sim(self._seed)
         self._steps = 0
+        self.render_next = True
         if self._renderer is not None:
             self._renderer.reset_visuals(self._model)
             scene = self._renderer.scene(self._geom_groups, self._object_bodies, self._table_height,
@@ -138,7 +142,9 @@ class SuiteEnv(gym.Env):
         self._steps += 1
         terminated = success and self.terminate_on_success
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps and not terminated
-        return self._observation(), float(reward), terminated, truncated, self._info(success)
+        obs = self._observation()
+        self.render_next = True
+        return obs, float(reward), terminated, truncated, self._info(success)
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -162,7 +168,8 @@ class SuiteEnv(gym.Env):
             state = state[:self.proprio_dim]
         obs: dict[str, Any] = {"state": np.clip(state, -self.state_limit, self.state_limit).astype(np.float32)}
         if self._renderer is not None:
-            self._last_frames = self._renderer.render(self._data)
+            if self.render_next or not self._last_frames:
+                self._last_frames = self._renderer.render(self._data)
             obs["pixels"] = self._last_frames
         return obs
 

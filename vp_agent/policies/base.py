@@ -145,6 +145,12 @@ class TorchPolicy(Policy, nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def needs_frame(self, slot: int) -> bool:
+        """Whether the next :meth:`act` for ``slot`` reads its camera frames: a frame enters the observation
+        history on every call and is read when a chunk is predicted, i.e. when it is one of the ``n_obs`` frames
+        before the slot's action queue runs dry. Between chunks the runner then skips rendering."""
+        return self.uses_image and len(self._queues.get(int(slot), ())) < self.config.n_obs
+
     def reset(self, env_ids: list[int] | None = None) -> None:
         """Forget observation history and queued actions (of some env slots, or all)."""
         if env_ids is None:

@@ -26,6 +26,11 @@ Attributes the runner reads, all optional (the defaults below):
   run manifest and the leaderboard's sample-efficiency table;
 - ``generated``: a policy that imagines video (Video Policy) keeps its last generated frames here, per slot,
   for the side-by-side rollout videos and video-quality scores.
+
+And one optional method: ``needs_frame(slot)``, whether the policy will read the camera frames of that slot's
+next observation. The runner renders only frames someone reads (the policy, a filmed episode, a video score);
+between them the observation carries the slot's previous frames. A policy that replans every few steps from
+the current frame says False in between; the default, True, renders every step.
 """
 
 from __future__ import annotations
@@ -51,3 +56,8 @@ class Policy:
 
     def act(self, obs: dict[str, Any], infos: list[dict[str, Any]]) -> np.ndarray:
         raise NotImplementedError
+
+    def needs_frame(self, slot: int) -> bool:
+        """Whether the next :meth:`act` call reads slot ``slot``'s camera frames (False lets the runner skip
+        rendering them; the observation then holds the slot's previous frames). Default: always."""
+        return True
