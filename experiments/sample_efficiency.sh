@@ -7,6 +7,7 @@
 #   experiments/sample_efficiency.sh video_policy "5:0"
 #   PROTOCOL=robosuite-lite experiments/sample_efficiency.sh bc "5:0 10:0"   # default: metaworld-lite
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
+#   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh bc_state "1:0 5:0"   # the state ceiling per budget
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-pretrained-aeft-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #
 # On metaworld-lite-v2 the recipes are the Hydra ones of its leaderboard rows (vp_agent/conf/recipe/*-lite-v2.yaml:
@@ -35,10 +36,11 @@ case $protocol in
     data=${DATA:-data/metaworld-lite-v2-train}; train_dir=runs/train/se-$protocol; camera=()
     case $method in
       bc) recipe=(+recipe=bc-lite-v2) ;;
+      bc_state) recipe=(+recipe=bc-state-lite-v2) ;;  # the privileged-state ceiling at the same budget
       diffusion) recipe=(+recipe=dp-lite-v2) ;;
       video_policy) recipe=(+recipe=vp-lite-v2) ;;
       video_policy_pretrained) recipe=(+recipe=vp-pretrained-lite-v2) ;;
-      *) echo "unknown method '$method'; known: bc, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
+      *) echo "unknown method '$method'; known: bc, bc_state, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
     esac
     if [ -n "${RECIPE:-}" ]; then
       if [ ! -f "vp_agent/conf/recipe/$RECIPE.yaml" ]; then

@@ -27,9 +27,9 @@ def test_unknown_protocol_lists_the_known_ones():
     assert out.returncode == 2 and "known: metaworld-lite, metaworld-lite-v2, robosuite-lite" in out.stderr
 
 
-def test_v2_sweep_knows_the_pretrained_video_policy():
+def test_v2_sweep_knows_the_pretrained_video_policy_and_the_state_ceiling():
     out = run("sample_efficiency.sh", "nope", "5:0", PROTOCOL="metaworld-lite-v2")
-    assert out.returncode == 2 and "known: bc, diffusion, video_policy, video_policy_pretrained" in out.stderr
+    assert out.returncode == 2 and "known: bc, bc_state, diffusion, video_policy, video_policy_pretrained" in out.stderr
 
 
 def test_v2_sweep_unknown_recipe_variant_lists_the_recipes():
