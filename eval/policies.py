@@ -358,7 +358,7 @@ def training_recipe(train: dict[str, Any]) -> tuple[dict[str, Any], str]:
     # before they existed keep their hash
     later_defaults = {"lr_schedule": "constant", "warmup_steps": 0, "grad_clip": None, "precision": "fp32"}
     later_policy_defaults = {"parameterization": "edm", "svd_time_ids": [6.0, 127.0, 0.02], "pool": "mean",
-                             "video_model": None, "finetune_vae": False}
+                             "video_model": None, "finetune_vae": False, "ema_power": None}
     recipe = {k: v for k, v in train.items() if k not in bookkeeping
               and not (k in later_defaults and v == later_defaults[k])}
     policy_config = (recipe.get("policy") or {}).get("config")

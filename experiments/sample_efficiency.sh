@@ -8,6 +8,8 @@
 #   PROTOCOL=robosuite-lite experiments/sample_efficiency.sh bc "5:0 10:0"   # default: metaworld-lite
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh bc_state "1:0 5:0"   # the state ceiling per budget
+#   PROTOCOL=metaworld-lite-v2 RECIPE=vp-ema-lite-v2 INIT_FROM=video_policy:video \
+#     experiments/sample_efficiency.sh video_policy "1:0"   # start from run video_policy-1demos-seed0's video stage
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-pretrained-aeft-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #
 # On metaworld-lite-v2 the recipes are the Hydra ones of its leaderboard rows (vp_agent/conf/recipe/*-lite-v2.yaml:
@@ -15,6 +17,9 @@
 # experiments/pretrain_video.sh); on the v1 protocols, experiments/recipes.sh. RECIPE=<name> (v2 only) trains a
 # variant recipe of that method instead (vp_agent/conf/recipe/<name>.yaml); its runs are named after it
 # (<name without -lite-v2>-<N>demos-seed<S>) and the leaderboard tells them apart by recipe hash.
+# INIT_FROM=<run prefix>:<stage> (v2) starts each run from the stage checkpoint of the run with the same budget
+# and seed, <run prefix>-<N>demos-seed<S>/checkpoints/<stage> (vp-train init_from): e.g. a head-only ablation
+# on an existing video model.
 # Every step resumes: rerunning the same line skips finished training and finished episodes. The recipe is
 # the one of the full-data run of the same method (README, Results), so the 25-demo point of each line is
 # that run (seed 0). Checkpoints: runs/train/se/<method>-<N>demos-seed<S> (metaworld-lite) or
@@ -68,8 +73,17 @@ for pair in $pairs; do
   echo "=== $name: train $(date -u +%H:%M:%S)"
   # the v2 recipes choose the policy themselves
   policy=(policy=$method); [ "$protocol" = metaworld-lite-v2 ] && policy=()
+  init=()
+  if [ -n "${INIT_FROM:-}" ]; then
+    src=$train_dir/${INIT_FROM%%:*}-${n}demos-seed$seed/checkpoints/${INIT_FROM##*:}
+    if [ "$protocol" != metaworld-lite-v2 ] || [ ! -f "$src/training_state.pt" ]; then
+      echo "INIT_FROM=$INIT_FROM: no stage checkpoint at $src (v2 only; train that run first)" >&2
+      exit 2
+    fi
+    init=(init_from=$src)
+  fi
   vp-train ${policy[@]+"${policy[@]}"} "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
-    out_dir=$train_dir/$name "${recipe[@]}" ${camera[@]+"${camera[@]}"}
+    out_dir=$train_dir/$name "${recipe[@]}" ${camera[@]+"${camera[@]}"} ${init[@]+"${init[@]}"}
   if [ "$protocol" = metaworld-lite-v2 ] && [[ $method == video_policy* ]]; then  # the error split (minutes)
     python -m vp_agent.offline $train_dir/$name/checkpoints/last data/$protocol-val --windows 48 --real-future \
       --out results/offline/$name-lite-v2.json

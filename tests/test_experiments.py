@@ -48,6 +48,14 @@ def test_missing_dataset_is_named(tmp_path):
     assert out.returncode == 2 and f"no dataset at {tmp_path / 'absent'}" in out.stderr
 
 
+def test_init_from_without_that_run_names_the_missing_checkpoint(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    out = run("sample_efficiency.sh", "video_policy", "1:0", PROTOCOL="metaworld-lite-v2", DATA=str(tmp_path),
+              RECIPE="vp-ema-lite-v2", INIT_FROM="nope:video")
+    assert out.returncode == 2
+    assert "no stage checkpoint at runs/train/se-metaworld-lite-v2/nope-1demos-seed0/checkpoints/video" in out.stderr
+
+
 def recipe_overrides(method: str, camera: str | None) -> list[str]:
     """The vp-train overrides a sweep passes for ``method`` (and ``camera``, as on robosuite-lite)."""
     snippet = 'source experiments/recipes.sh; set_recipe "$0"; camera=(); [ -z "$1" ] || set_camera "$0" "$1"; ' \
@@ -108,6 +116,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
                     assert config.stage_lrs["vae"] < 1e-3  # a fine-tune: below the from-scratch rate
                 else:
                     assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
+                    assert config.ema_power == (0.75 if "ema" in name else None), name
                     assert config.stage_steps["video"] == 3000, name
                 # a pretrained video model fits the runs that reuse it: one architecture and image size
                 assert (config.image_size, tuple(config.unet_channels), tuple(config.vae_channels)) == (64, (32, 64),

@@ -445,3 +445,30 @@ def test_offline_scorer_handles_frames_larger_than_the_autoencoder_size(data):
     policy.eval()
     scores = evaluate(policy, [str(data[0])], windows=2, real_future=True)
     assert 0 < scores["recon_psnr"] < 99 and 0 < scores["video_psnr"] < 99
+
+
+def test_ema_averages_each_stage_and_the_saved_policy_acts_with_it(data, tmp_path, monkeypatch):
+    """ema_power: each stage saves (and hands on) the moving average of the weights it trains, not the raw
+    ones; the frozen parts are untouched; a resume of finished stages gives the same final checkpoint."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path / "textcache"))
+    steps = {"vae": 2, "video": 2, "action": 6}
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "policy": {"name": "video_policy", "config": {**TINY, "ema_power": 0.75, "stage_steps": steps}},
+        "data": [str(data[0])], "out_dir": str(tmp_path / "run"), "save_every": 100, "log_every": 1})
+    last = train(cfg)
+    run = tmp_path / "run" / "checkpoints"
+    action = load_file(str(run / "action" / "model.safetensors"))
+    raw = torch.load(run / "action" / "training_state.pt", weights_only=False)["raw_weights"]
+    head = [k for k in action if k.startswith("action_unet.")]
+    assert any(not torch.equal(action[k], raw[k]) for k in head)  # the head saved is the average, not raw
+    video = load_file(str(run / "video" / "model.safetensors"))
+    assert all(torch.equal(action[k], video[k]) for k in action if k.startswith("unet."))  # frozen: as handed on
+    final = load_file(str(last / "model.safetensors"))
+    assert all(torch.equal(final[k], action[k]) for k in action)  # `last` is the averaged policy
+    before = (last / "model.safetensors").read_bytes()
+    train(cfg)  # every stage finished: the same checkpoint again
+    assert (last / "model.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match="ema_power must be None or positive"):
+        VideoPolicyConfig(**{**TINY, "ema_power": 0.0})

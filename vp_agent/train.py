@@ -239,8 +239,9 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
             state = torch.load(ckpt / "training_state.pt", map_location=device, weights_only=False)
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{ckpt}/training_state.pt is unreadable: {exc}") from exc
-        policy.load_state_dict(state["raw_weights"])  # the saved policy holds EMA weights
         step = int(state["step"])
+        if step < steps:  # continue training from the raw weights (the saved policy holds the EMA ones); a
+            policy.load_state_dict(state["raw_weights"])  # finished stage hands on what it saved
         log.info("resuming %s%s from step %d (%s)", name, f" stage {stage}" if stage else "", step, ckpt)
     elif policy is None:
         from vp_agent import make_policy
@@ -262,10 +263,10 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
     params = policy.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     ema = None
-    if hasattr(config, "ema_power"):
+    if getattr(config, "ema_power", None):  # over the weights this stage trains (all of them, single-stage)
         from diffusers.training_utils import EMAModel
 
-        ema = EMAModel(policy.parameters(), power=config.ema_power, use_ema_warmup=True)
+        ema = EMAModel(params, power=config.ema_power, use_ema_warmup=True)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
@@ -300,7 +301,7 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
             group["lr"] = lr_at(step, steps, lr, cfg.get("lr_schedule", "constant"), int(cfg.get("warmup_steps", 0)))
         optimizer.step()
         if ema is not None:
-            ema.step(policy.parameters())
+            ema.step(params)
         step += 1
         losses.append(loss.item())
         bar.update(1)
@@ -320,6 +321,8 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
             _checkpoint(policy, None, ema, step, out / "checkpoints" / f"step_{step:06d}", dataset, cfg,
                         training_state=False)
     bar.close()
+    if ema is not None:  # the stage hands on the weights it saved: the averaged ones
+        ema.copy_to(params)
     if final_loss is not None and losses:  # mean of the last logging window trained this session
         final_loss[stage or "last"] = float(np.mean(losses[-cfg.log_every:]))
     return policy
@@ -330,9 +333,10 @@ def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None, tr
     ``training_state`` also what a resume needs (raw weights, optimiser, EMA). Without it: a weights-only
     snapshot for learning curves (``keep_every``)."""
     raw = {k: v.detach().clone() for k, v in policy.state_dict().items()} if training_state else None
+    params = list(policy.trainable_parameters()) if ema is not None else []
     if ema is not None:  # the policy on disk acts with the EMA weights, as DP evaluates
-        ema.store(policy.parameters())
-        ema.copy_to(policy.parameters())
+        ema.store(params)
+        ema.copy_to(params)
     extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
              "train_config": OmegaConf.to_container(cfg, resolve=True)}
     if stage:
@@ -344,7 +348,7 @@ def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None, tr
         files["training_state.pt"] = lambda path: torch.save(state, path)
     policy.save(ckpt, extra=extra, extra_files=files)
     if ema is not None:
-        ema.restore(policy.parameters())
+        ema.restore(params)
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")

@@ -78,6 +78,10 @@ class VideoPolicyConfig:
             needs more).
         stage_batch: batch size per stage (overrides vp-train's batch_size).
         weight_decay: AdamW weight decay.
+        ema_power: None (default): no EMA. A number: every stage keeps an exponential moving average of the
+            weights it trains (diffusers' EMAModel with warm-up power ``ema_power``, as Diffusion Policy's 0.75)
+            and ends by copying it into the policy, so later stages and the saved policy use the averaged
+            weights (Diffusion Policy evaluates its EMA weights; the action head trained without one).
         decode_video: decode generated latents to frames at inference (needed to save generated videos).
     """
 
@@ -126,6 +130,7 @@ class VideoPolicyConfig:
     stage_batch: dict[str, int] = field(default_factory=lambda: {"vae": 32, "video": 16, "action": 32,
                                                                 "joint": 16})
     weight_decay: float = 1e-6
+    ema_power: float | None = None
     decode_video: bool = True
 
     def __post_init__(self):
@@ -153,6 +158,8 @@ class VideoPolicyConfig:
         unknown = set(self.stage_steps) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)} in stage_steps; valid: {', '.join(STAGES)}")
+        if self.ema_power is not None and not self.ema_power > 0:
+            raise ValueError(f"ema_power must be None or positive (Diffusion Policy: 0.75); got {self.ema_power}")
         if self.feature_steps is not None and not 1 <= self.feature_steps <= self.num_inference_steps:
             raise ValueError(f"feature_steps must be None or in 1..num_inference_steps={self.num_inference_steps}")
         if self.pool not in POOLS:
