@@ -712,8 +712,8 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
              "(`s<seed>:<%>`), in the last column. Two runs with one seed are two trainings of one recipe and seed.", ""]
     for proto, p in table.groupby("protocol", sort=True):
         lines += [f"![sample efficiency]({proto}_sample_efficiency.png)", "", *_sample_efficiency_lines(proto, p)]
-        fig, ax = plt.subplots(figsize=(4.8, 3.4))
         groups = list(p.groupby(["method", "recipe_hash"], sort=True))
+        fig, ax = plt.subplots(figsize=(5.2, 3.4 + 0.16 * len(groups)))
         for k, ((method, recipe), q) in enumerate(groups):
             q = q.sort_values("episodes_per_task")
             label = f"{METHOD_NAMES.get(method, method)} ({recipe_label(recipe)})"
@@ -721,7 +721,8 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
             err = 100 * np.clip(np.vstack([q["success_rate"] - q["ci95_low"], q["ci95_high"] - q["success_rate"]]),
                                 0, None)
             dodge = 1 + 0.04 * (k - (len(groups) - 1) / 2)  # lines side by side at each budget (log x)
-            ax.errorbar(x * dodge, rate, yerr=err, marker="o", capsize=3, label=label)
+            ceiling = method.endswith("_state") or method.endswith("_privileged")  # references: dashed
+            ax.errorbar(x * dodge, rate, yerr=err, marker="o", capsize=3, label=label, ls="--" if ceiling else "-")
         ax.set_xscale("log")
         xs = sorted(set(p["episodes_per_task"]))
         ax.set_xticks(xs, [str(v) for v in xs])
@@ -730,9 +731,10 @@ def sample_efficiency(rows: pd.DataFrame, out: Path) -> str:
         ax.set_ylabel("test success (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"{proto}: sample efficiency (95% Wilson, pooled runs)", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never hides a point
         fig.tight_layout()
-        atomic_write_bytes(out / f"{proto}_sample_efficiency.png", lambda tmp: fig.savefig(tmp, dpi=120))
+        atomic_write_bytes(out / f"{proto}_sample_efficiency.png",
+                           lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
         plt.close(fig)
         lines.append("")
     return "\n".join(lines) + "\n"
