@@ -10,9 +10,8 @@ import torch
 import vp_envs
 from eval.runner import Runner, run
 from eval.protocol import load_protocol
-from eval_helpers import without_timings, write_protocol
+from eval_helpers import ReplanEvery, without_timings, write_protocol
 from vp_agent import make_policy
-from vp_agent.policies.interface import Policy
 from vp_envs.datagen import generate
 
 
@@ -52,43 +51,11 @@ def test_a_step_told_not_to_render_repeats_the_frames_and_the_next_one_renders_t
     assert np.array_equal(out["pixels"]["corner2"], moved)  # the same world as rendering every step
 
 
-class ReplanEvery3(Policy):
-    """Reads its frame every third call and holds an action derived from it (mean colour, state) for three
-    steps; records the frames it read. It declares which frames it reads through ``needs_frame``."""
-
-    spec, checkpoint_hash = "replan3", "0" * 64
-
-    def __init__(self):
-        self.calls, self.held, self.read = {}, {}, []
-
-    def reset(self, env_ids=None):
-        for i in (env_ids if env_ids is not None else list(self.calls)):
-            self.calls.pop(int(i), None), self.held.pop(int(i), None)
-
-    def needs_frame(self, slot):
-        return self.calls.get(int(slot), 0) % 3 == 0
-
-    def act(self, obs, infos):
-        out = []
-        for row, info in enumerate(infos):
-            slot = int(info["slot"])
-            k = self.calls.get(slot, 0)
-            if k % 3 == 0:
-                frame = obs["pixels"]["corner2"][row]
-                self.read.append((int(info["episode"]), k, frame.tobytes()))
-                c = frame.reshape(-1, 3).mean(0) / 255.0
-                self.held[slot] = np.clip(np.array([c[0] - c[2], c[1] - c[0], obs["state"][row][2], 0.0]) * 4,
-                                          -1, 1).astype(np.float32)
-            self.calls[slot] = k + 1
-            out.append(self.held[slot])
-        return np.stack(out)
-
-
 def test_rows_and_the_frames_a_policy_reads_are_the_same_with_and_without_skipping(tmp_path, count_renders):
     protocol = load_protocol(str(write_protocol(tmp_path, splits=["test"], episodes=3, max_steps=20)))
 
     def once(name, on_demand):
-        policy = ReplanEvery3()
+        policy = ReplanEvery(3)
         count_renders["n"] = 0
         rows = Runner(protocol, policy, tmp_path / name, num_envs=2, vector="sync", videos_per_cell=0,
                       progress=False, render_on_demand=on_demand).run()

@@ -12,45 +12,16 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import yaml
 
 from eval.policies import load_policy_spec
 from eval.protocol import load_protocol
 from eval.runner import TIMING_COLUMNS, Runner
-from vp_agent.policies.interface import Policy
+from eval_helpers import ReplanEvery
 
 BENCH = dict(name="bench-render", version=1, description="Speed benchmark: rendering on demand.",
              suite="metaworld", tasks=["button-press-v3"], splits=["test"], episodes=4, max_steps=48,
              cameras=["corner4"], image_size=96)
-
-
-class ReplanEvery8(Policy):
-    """Reads the current frame every 8th call (n_obs 1, 8 executed actions per chunk) and holds an action
-    derived from it; negligible compute, so the timing is the environment's."""
-
-    spec, checkpoint_hash = "replan8", "0" * 64
-
-    def __init__(self):
-        self.calls, self.held = {}, {}
-
-    def reset(self, env_ids=None):
-        for i in (env_ids if env_ids is not None else list(self.calls)):
-            self.calls.pop(int(i), None)
-
-    def needs_frame(self, slot):
-        return self.calls.get(int(slot), 0) % 8 == 0
-
-    def act(self, obs, infos):
-        out = []
-        for row, info in enumerate(infos):
-            slot = int(info["slot"])
-            if self.calls.get(slot, 0) % 8 == 0:
-                mean = obs["pixels"]["corner4"][row].reshape(-1, 3).mean(0) / 255.0
-                self.held[slot] = np.clip([mean[0] - 0.5, mean[1] - 0.5, -0.2, 0.0], -1, 1).astype(np.float32)
-            self.calls[slot] = self.calls.get(slot, 0) + 1
-            out.append(self.held[slot])
-        return np.stack(out)
 
 
 def test_render_on_demand_vs_every_step(benchmark, tmp_path):
@@ -67,11 +38,11 @@ def test_render_on_demand_vs_every_step(benchmark, tmp_path):
                        videos_per_cell=0, progress=False, render_on_demand=on_demand).run()
         return frame.drop(columns=TIMING_COLUMNS), n / (time.perf_counter() - t0)
 
-    for name, make in (("replan8", ReplanEvery8), ("expert", lambda: load_policy_spec("expert"))):
+    for name, make in (("replan8", lambda: ReplanEvery(8, "corner4")), ("expert", lambda: load_policy_spec("expert"))):
         rows[name, False], rates[name, False] = once(make, False)
         rows[name, True], rates[name, True] = once(make, True)
         assert rows[name, False].equals(rows[name, True])  # same episodes, step for step
-    benchmark.pedantic(lambda: once(ReplanEvery8, True), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: once(lambda: ReplanEvery(8, "corner4"), True), rounds=1, iterations=1)
     benchmark.extra_info.update({
         "episodes": n, "steps_per_episode": BENCH["max_steps"], "image_size": BENCH["image_size"],
         **{f"{name}_{'on_demand' if d else 'every_step'}_episodes_per_s": round(r, 3) for (name, d), r in rates.items()},
