@@ -597,8 +597,24 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
                     "method": training["method"],
                     "recipe_hash": training["recipe_hash"], "episodes_per_task": int(training["episodes_per_task"]),
                     "seed": training["seed"], "policy": g["policy"].iloc[0], "episodes": len(g),
-                    "successes": int(ok.sum()), "source": source})
-    return pd.DataFrame(out)
+                    "successes": int(ok.sum()), "source": source,
+                    "video_model_sha256": training.get("video_model_sha256") or ""})
+    return _split_by_video_model(pd.DataFrame(out))
+
+
+def _split_by_video_model(runs: pd.DataFrame) -> pd.DataFrame:
+    """A recipe names its pretrained video model by folder, not by weights: where runs of one recipe hash
+    record two or more different video models (the folder was pretrained again), each model's runs get the
+    recipe hash ``<hash>/<first 6 hex of the model's hash>``, so they are never pooled as seeds of one recipe.
+    Runs that recorded no hash (trained before it was recorded) keep the bare hash."""
+    if runs.empty:
+        return runs
+    keys = ["protocol", "protocol_version", "method", "recipe_hash"]
+    known = runs[runs["video_model_sha256"] != ""]
+    mixed = known.groupby(keys)["video_model_sha256"].transform("nunique") > 1
+    split = known.index[mixed]
+    runs.loc[split, "recipe_hash"] = runs.loc[split, "recipe_hash"] + "/" + runs.loc[split, "video_model_sha256"].str[:6]
+    return runs
 
 
 def _sample_efficiency_runs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -660,7 +676,7 @@ def recipe_names() -> dict[str, str]:
 
 def recipe_label(recipe_hash: str) -> str:
     """``<recipe name>, <hash>`` where a repository recipe composes to the hash, else the hash."""
-    name = recipe_names().get(str(recipe_hash))
+    name = recipe_names().get(str(recipe_hash).split("/")[0])  # <hash>/<video model>: see _split_by_video_model
     return f"{name}, {recipe_hash}" if name else str(recipe_hash)
 
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vp_agent.policies.interface import Policy
+from vp_agent.policies.interface import Policy, sha256_dir, sha256_file
 
 __all__ = ["Policy", "load_policy_spec", "PolicySpecError", "ExpertPolicy", "RandomPolicy", "CallablePolicy",
            "SB3Policy", "ImageAblation"]
@@ -55,23 +55,6 @@ class PolicySpecError(ValueError):
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_dir(path: Path) -> str:
-    """Hash of every file under ``path`` (relative names and contents), so any change to weights,
-    config or normalisation statistics changes it."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_file(file).encode())
-    return digest.hexdigest()
 
 
 def index_obs(obs: dict[str, Any], i: int) -> dict[str, Any]:
@@ -397,6 +380,8 @@ def training_record(path: Path) -> dict[str, Any] | None:
             "image_sizes": sorted({int(m["settings"]["size"]) for m in datasets.values()
                                    if isinstance(m.get("settings", {}).get("size"), int)}),
             "trained_steps": cfg.get("trained_steps"),
+            # the weights of a pretrained video model the recipe names by path (None: none, or not recorded)
+            "video_model_sha256": (cfg.get("video_model") or {}).get("sha256"),
             "recipe_hash": recipe_hash, "recipe": recipe}
 
 

@@ -353,6 +353,36 @@ def test_offline_table_lists_each_committed_score_file_with_the_error_split(tmp_
     assert "No offline scores" in offline_table(folder=tmp_path / "none")
 
 
+def test_runs_of_one_recipe_from_different_pretrained_video_models_are_not_pooled(tmp_path):
+    """A recipe names its pretrained video model by folder: when the folder was pretrained again, the runs of
+    the two models get their own lines (<hash>/<model>); runs that recorded no model hash pool as before."""
+    import json
+
+    results = tmp_path / "results"
+
+    def run(name, n, seed, sha=None):
+        d = results / "runs" / name
+        d.mkdir(parents=True)
+        fake_rows(name, {"test": [1, 0]}).to_parquet(d / "episodes.parquet")
+        training = {"method": "video_policy_pretrained", "episodes_per_task": n, "seed": seed,
+                    "recipe_hash": "feedbeef", "action_free_data": [], "video_model_sha256": sha}
+        (d / "manifest.json").write_text(json.dumps({"policy": {"spec": name, "training": training}}))
+
+    run("a5s0", 5, 0, "a" * 64)
+    run("a5s1", 5, 1, "a" * 64)
+    run("b5s2", 5, 2, "b" * 64)  # the folder pretrained again
+    run("b5s4", 5, 4, "b" * 64)
+    run("c1s0", 1, 0, "c" * 64)  # a third model, at another budget
+    run("c1s1", 1, 1, "c" * 64)
+    run("old5s3", 5, 3)          # no hash recorded: the bare recipe hash
+    run("old5s5", 5, 5)
+    assert main(["--results", str(results)]) == 0
+    se = pd.read_csv(results / "sample_efficiency.csv", dtype={"recipe_hash": str})
+    lines = {(h, n): r for h, n, r in zip(se["recipe_hash"], se["episodes_per_task"], se["run_rates"])}
+    assert lines == {("feedbeef/aaaaaa", 5): "s0:50 s1:50", ("feedbeef/bbbbbb", 5): "s2:50 s4:50",
+                     ("feedbeef/cccccc", 1): "s0:50 s1:50", ("feedbeef", 5): "s3:50 s5:50"}
+
+
 def test_recipe_hashes_are_named_after_the_repository_recipe_that_composes_to_them(tmp_path):
     """A run trained with `+recipe=<name>` records only its recipe's hash; tables name it by composing every
     recipe of vp_agent/conf/recipe with today's code. A hash no recipe composes to stays bare."""

@@ -77,7 +77,12 @@ def test_a_run_from_the_pretrained_video_model_skips_the_autoencoder_and_keeps_i
     # the video stage fine-tuned the pretrained U-Net (it moved, from the pretrained start)
     moved = [k for k, v in source.unet.state_dict().items() if not torch.equal(v, tuned.unet.state_dict()[k])]
     assert moved
-    assert training_record(ckpt)["method"] == "video_policy_pretrained"
+    record = training_record(ckpt)
+    assert record["method"] == "video_policy_pretrained"
+    # the recipe names the folder; the record names its weights (the hash of the folder's files)
+    from vp_agent.policies.interface import sha256_dir
+
+    assert record["video_model_sha256"] == sha256_dir(folder)
     # only training reads the folder: the checkpoint loads without it
     shutil.move(str(folder), str(tmp_path / "moved"))
     try:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from vp_agent.data import DemoDataset
 from vp_agent.policies.base import CheckpointError, load_policy
+from vp_agent.policies.interface import sha256_dir
 from vp_agent.policies.registry import CONFIGS, POLICIES, PRESETS
 from vp_envs.dataset import DatasetError
 
@@ -328,6 +329,21 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
     return policy
 
 
+_VIDEO_MODEL_SHA: dict[str, str] = {}
+
+
+def pretrained_record(cfg) -> dict[str, str] | None:
+    """The pretrained video model a run starts from (``policy.config.video_model``), by path and by the hash
+    of its files (hashed once per process). The recipe names the folder; this names its weights, so the
+    leaderboard never pools runs of one recipe that started from different pretrainings."""
+    path = OmegaConf.select(cfg, "policy.config.video_model", default=None)
+    if not path or not Path(path).is_dir():
+        return None
+    if path not in _VIDEO_MODEL_SHA:
+        _VIDEO_MODEL_SHA[path] = sha256_dir(Path(path))
+    return {"path": str(path), "sha256": _VIDEO_MODEL_SHA[path]}
+
+
 def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None, training_state=True) -> None:
     """Save the policy as it acts at ``step`` (EMA weights where it has them) to ``ckpt``; with
     ``training_state`` also what a resume needs (raw weights, optimiser, EMA). Without it: a weights-only
@@ -339,6 +355,8 @@ def _checkpoint(policy, optimizer, ema, step, ckpt, dataset, cfg, stage=None, tr
         ema.copy_to(params)
     extra = {"trained_steps": step, "datasets": dataset.manifests, "instructions": dataset.instructions,
              "train_config": OmegaConf.to_container(cfg, resolve=True)}
+    if (video_model := pretrained_record(cfg)) is not None:
+        extra["video_model"] = video_model
     if stage:
         extra["stage"] = stage
     files = {}

@@ -35,10 +35,32 @@ the current frame says False in between; the default, True, renders every step.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of one file's contents (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_dir(path: Path) -> str:
+    """Hash of every file under ``path`` (relative names and contents), so any change to weights,
+    config or normalisation statistics changes it: a checkpoint's identity (``checkpoint_hash``), a
+    pretrained model's."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_file(file).encode())
+    return digest.hexdigest()
 
 class Policy:
     """Base class of every policy the runner drives: override :meth:`act` (and :meth:`reset` if the policy
