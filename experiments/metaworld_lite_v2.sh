@@ -13,6 +13,8 @@
 #       (experiments/pretrain_video.sh first: action-free videos of the 38 Meta-World tasks outside the protocol)
 #   experiments/metaworld_lite_v2.sh vp-pretrained-newtask "[test,new_task]"  # the same, its video stage also
 #       fine-tuned on action-free videos of the new_task tasks (the reverses of training tasks)
+#   experiments/metaworld_lite_v2.sh vp-pretrained-long-newtask "[test,new_task]"  # <recipe>-newtask: any
+#       recipe with the new_task videos added (here the pretrained start with the from-scratch video schedule)
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
@@ -48,8 +50,8 @@ else
   [ "$method" = vp-head9k ] && [ -f runs/train/vp-lite-v2/checkpoints/video/training_state.pt ] \
     && init="init_from=runs/train/vp-lite-v2/checkpoints/video"
   recipe=$method train_data=$data
-  if [ "$method" = vp-pretrained-newtask ]; then  # action-free videos of the held-out tasks in the video stage
-    recipe=vp-pretrained train_data=$data,data/$protocol-newtask-video
+  if [[ $method == *-newtask ]]; then  # action-free videos of the held-out tasks in the video stage
+    recipe=${method%-newtask} train_data=$data,data/$protocol-newtask-video
     mapfile -t held_out < <(python -c "from eval.protocol import load_protocol; print('\n'.join(load_protocol('$protocol').held_out))")
     [ -f data/$protocol-newtask-video/manifest.json ] || vp-data --tasks "${held_out[@]}" \
       --episodes 25 --no-actions --cameras corner4 --size 96 --out data/$protocol-newtask-video
