@@ -19,8 +19,8 @@ val=data/metaworld-lite-val
 short=$(case $method in bc) echo bc ;; diffusion) echo dp ;; video_policy) echo vp ;; esac)
 name=${NAME:-$short-lite}
 run_name=${NAME:-$short}-render2
-[ -f $data/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 25 --out $data
-[ -f $val/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 5 --split test --out $val
+recorded $data || vp-data --tasks "${tasks[@]}" --episodes 25 --out $data
+recorded $val || vp-data --tasks "${tasks[@]}" --episodes 5 --split test --out $val
 # shellcheck disable=SC2086  # EXTRA holds zero or more overrides
 vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/$name "${recipe[@]}" ${EXTRA:-}
 vp-eval policy=runs/train/$name/checkpoints/last protocol=metaworld-lite \

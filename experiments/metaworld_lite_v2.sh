@@ -18,6 +18,7 @@
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
+source "$(dirname "$0")/recipes.sh"  # recorded
 method=$1
 splits=${2:-}
 seed=${3:-0}
@@ -27,8 +28,8 @@ tasks=(button-press-topdown-v3 button-press-v3 coffee-button-v3 door-open-v3 dra
 data=data/$protocol-train
 val=data/$protocol-val
 out=results/runs/$protocol
-[ -f $data/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 25 --cameras corner4 --size 96 --out $data
-[ -f $val/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 5 --split test --cameras corner4 --size 96 --out $val
+recorded $data || vp-data --tasks "${tasks[@]}" --episodes 25 --cameras corner4 --size 96 --out $data
+recorded $val || vp-data --tasks "${tasks[@]}" --episodes 5 --split test --cameras corner4 --size 96 --out $val
 if [ "$method" = references ]; then
   for p in metaworld-lite metaworld-lite-v2 metaworld-full robosuite-lite; do
     python -m vp_envs.observability --protocol $p --out results/observability/$p.csv || true  # exit 1 = a task fails
@@ -53,7 +54,7 @@ else
   if [[ $method == *-newtask ]]; then  # action-free videos of the held-out tasks in the video stage
     recipe=${method%-newtask} train_data=$data,data/$protocol-newtask-video
     mapfile -t held_out < <(python -c "from eval.protocol import load_protocol; print('\n'.join(load_protocol('$protocol').held_out))")
-    [ -f data/$protocol-newtask-video/manifest.json ] || vp-data --tasks "${held_out[@]}" \
+    recorded data/$protocol-newtask-video || vp-data --tasks "${held_out[@]}" \
       --episodes 25 --no-actions --cameras corner4 --size 96 --out data/$protocol-newtask-video
   fi
   vp-train +recipe=$recipe-lite-v2 "data=[$train_data]" threads=1 seed=$seed out_dir=$train $init

@@ -7,6 +7,7 @@
 #   experiments/pretrain_video.sh                 # then, e.g.:
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0 25:0"
 set -euo pipefail
+source "$(dirname "$0")/recipes.sh"  # recorded
 out=runs/pretrained/metaworld-video
 data=data/metaworld-pretrain-video
 train=runs/train/vp-pretrain-metaworld
@@ -17,7 +18,7 @@ from eval.protocol import load_protocol
 skip = set(load_protocol('metaworld-lite-v2').tasks)
 print('\n'.join(t for t in (e.split('-', 1)[1] for e in vp_envs.list_envs('metaworld')) if t not in skip))
 ")
-[ -f $data/manifest.json ] || vp-data --tasks "${tasks[@]}" --episodes 25 --no-actions --cameras corner4 --size 96 \
+recorded $data || vp-data --tasks "${tasks[@]}" --episodes 25 --no-actions --cameras corner4 --size 96 \
   --out $data
 vp-train +recipe=vp-pretrain-metaworld "data=[$data]" threads=1 out_dir=$train
 python -m vp_agent.export_video $train/checkpoints/video $out

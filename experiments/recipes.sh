@@ -15,3 +15,6 @@ set_camera() {
   # Video Policy generates every camera in `cameras`, which must start with `camera`
   if [ "$1" = video_policy ]; then camera+=("policy.config.cameras=[$2]"); fi
 }
+# recorded <dataset dir>: true when vp-data finished it (a manifest without `pending` tasks); the sweeps rerun
+# vp-data otherwise, which resumes an interrupted recording
+recorded() { [ -f "$1/manifest.json" ] && ! grep -q '"pending"' "$1/manifest.json"; }

@@ -13,7 +13,7 @@ data=data/robosuite-lite-train
 source "$(dirname "$0")/recipes.sh"
 set_recipe "$method"
 set_camera "$method" agentview
-if [ ! -f $data/manifest.json ]; then
+if ! recorded $data; then
   vp-data --suite robosuite --tasks Lift Stack --episodes 25 --out $data --cameras agentview --max-steps 250
 fi
 vp-train policy=$method "data=[$data]" threads=1 out_dir=runs/train/rs-$method "${recipe[@]}" "${camera[@]}"

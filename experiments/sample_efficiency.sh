@@ -61,8 +61,8 @@ case $protocol in
                   set_camera "$method" agentview ;;
   *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, metaworld-lite-v2, robosuite-lite" >&2; exit 2 ;;
 esac
-if [ ! -f $data/manifest.json ]; then
-  echo "no dataset at $data: record it first (README, Results; experiments/robosuite_lite.sh for robosuite)" >&2
+if ! recorded $data; then
+  echo "no finished dataset at $data: record it first (README, Results; experiments/robosuite_lite.sh for robosuite)" >&2
   exit 2
 fi
 for pair in $pairs; do

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -80,6 +81,30 @@ def test_resume_skips_finished_tasks(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError, match="made with other settings"):
         generate("metaworld", ["reach-v3"], "train", 3, tmp_path, size=16, progress=False)
+
+
+def test_a_dataset_still_being_recorded_is_refused(tmp_path, monkeypatch):
+    # A training that starts while vp-data records, or after it was interrupted, must not train on some of the
+    # tasks: the manifest exists from the first task on, so readers go by its `pending` list.
+    import vp_envs.datagen as datagen
+
+    real = datagen.write_task_file
+
+    def interrupted_on_push(path, *args, **kwargs):
+        if Path(path).name == "push-v3.hdf5":
+            raise KeyboardInterrupt
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(datagen, "write_task_file", interrupted_on_push)
+    with pytest.raises(KeyboardInterrupt):
+        generate("metaworld", ["reach-v3", "push-v3"], "train", 1, tmp_path, size=16, progress=False)
+    assert (tmp_path / "reach-v3.hdf5").exists()
+    with pytest.raises(DatasetError, match=f"{tmp_path} is incomplete: push-v3 not written yet"):
+        open_dataset(tmp_path)
+    monkeypatch.setattr(datagen, "write_task_file", real)
+    generate("metaworld", ["reach-v3", "push-v3"], "train", 1, tmp_path, size=16, progress=False)  # resumes
+    assert set(open_dataset(tmp_path)) == {"reach-v3", "push-v3"}
+    assert "pending" not in json.loads((tmp_path / "manifest.json").read_text())
 
 
 def test_corrupt_and_missing_files_name_path_and_reason(tmp_path, demo_dir):

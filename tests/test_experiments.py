@@ -45,7 +45,13 @@ def test_recipe_variant_on_a_v1_protocol_is_refused():
 
 def test_missing_dataset_is_named(tmp_path):
     out = run("sample_efficiency.sh", "bc", "5:0", DATA=str(tmp_path / "absent"))
-    assert out.returncode == 2 and f"no dataset at {tmp_path / 'absent'}" in out.stderr
+    assert out.returncode == 2 and f"no finished dataset at {tmp_path / 'absent'}" in out.stderr
+    # a recording still under way (or interrupted) lists its remaining tasks as pending: not trained on
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "manifest.json").write_text('{"tasks": {"reach-v3": {}}, "pending": ["push-v3"]}')
+    out = run("sample_efficiency.sh", "bc", "5:0", DATA=str(partial))
+    assert out.returncode == 2 and f"no finished dataset at {partial}" in out.stderr
 
 
 def test_init_from_without_that_run_names_the_missing_checkpoint(tmp_path):

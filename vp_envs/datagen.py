@@ -8,7 +8,8 @@ Examples::
 Episode ``i`` of a task uses the split's seed for ``i`` (:func:`vp_envs.episode_seed`), so two machines
 make the same dataset. Failed expert episodes are left out (``--keep-failed`` keeps them) and counted in
 the manifest. A task's file is written atomically when its episodes are done; running the same command
-again skips tasks already written with the same settings, so an interrupted run resumes.
+again skips tasks already written with the same settings, so an interrupted run resumes. Until every task of
+the command is written, the manifest lists the rest under ``pending`` and readers refuse the dataset.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
                     settings_hash=key, split_file_version=splits.version, render_version=vp_envs.RENDER_VERSION,
                     versions=_versions(), created=manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     manifest.setdefault("tasks", {})
+    # Tasks this command still has to write: readers (open_dataset) refuse the dataset until the list is empty,
+    # so a training started during a recording, or after an interrupted one, cannot run on some of the tasks.
+    manifest["pending"] = [t for t in tasks
+                           if not (t in manifest["tasks"] and (out / f"{t}.hdf5").exists())]
+    if manifest["pending"]:
+        write_json_atomic(manifest_path, manifest)
 
     bar = tqdm(total=episodes * len(tasks), desc=f"vp-data {split}", unit="ep", disable=not progress)
     for task in tasks:
@@ -147,11 +154,13 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
             error_log=error_log, expert_success_rate=round((tried - failed - errors) / max(tried, 1), 4),
             steps=int(sum(ep.num_steps for ep in kept)), seconds=round(time.time() - t0, 1),
             instruction=attrs["instruction"])
+        manifest["pending"] = [t for t in manifest["pending"] if t != task]
         if len(kept) < episodes:
             log.warning("%s: only %d of %d episodes kept after %d attempts", task, len(kept), episodes, tried)
         write_json_atomic(manifest_path, manifest)
         bar.update(episodes - len(kept))
     bar.close()
+    manifest.pop("pending", None)
     write_json_atomic(manifest_path, manifest)
     return manifest
 

@@ -179,6 +179,9 @@ def open_dataset(root: str | Path) -> dict[str, TaskFile]:
         info = json.loads(manifest.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{manifest} is not valid JSON: {exc}") from exc
+    if info.get("pending"):
+        raise DatasetError(f"{root} is incomplete: {', '.join(info['pending'])} not written yet (vp-data is still "
+                           f"recording or was interrupted; rerun the same vp-data command to finish it)")
     warn_if_pre_render_fix(root, info)
     files = {}
     for task in info.get("tasks", {}):
