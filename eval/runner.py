@@ -532,6 +532,22 @@ def check_observation_fit(protocol: Protocol, policy: Policy) -> None:
                        f"but protocol {protocol.name!r} renders {protocol.image_size[0]}x{protocol.image_size[1]}")
 
 
+def untrained_tasks(protocol: Protocol, policy: Policy) -> list[str]:
+    """The protocol's training tasks that a checkpoint had no demonstrations of (logged as a warning: its
+    rows measure a partial training, e.g. one started before its dataset was fully recorded). Empty when
+    the checkpoint records no task list."""
+    record = policy.training_record
+    seen = record.get("demo_tasks") if isinstance(record, dict) else None
+    if not seen:
+        return []
+    missing = [t for t in protocol.training_tasks if t not in set(seen)]
+    if missing:
+        log.warning("policy %r was trained on demonstrations of %d of protocol %r's %d training tasks; "
+                    "none of %s", policy.spec, len(protocol.training_tasks) - len(missing), protocol.name,
+                    len(protocol.training_tasks), ", ".join(missing))
+    return missing
+
+
 def default_run_dir(protocol: Protocol, spec: str) -> Path:
     return Path("results") / "runs" / protocol.name / policy_slug(spec)
 
@@ -558,6 +574,7 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
     if not pol.spec:
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
     check_observation_fit(proto, pol)
+    untrained_tasks(proto, pol)
     if image_ablation:
         if backend == "ray":  # Ray workers rebuild the policy from its spec, which names no ablation
             raise RunError("image_ablation is not supported with backend=ray yet; run it locally")

@@ -304,6 +304,19 @@ def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is
         with pytest.raises(RunError, match=words.replace("(", r"\(").replace(")", r"\)")):
             run(bad, str(out / "checkpoints" / "last"), run_dir=tmp_path / "r", progress=False)
 
+    # a checkpoint with no demonstrations of a protocol training task is named in a warning (its rows measure
+    # a partial training: one DP run started while vp-data was still writing its dataset)
+    from eval.policies import load_policy_spec
+    from eval.protocol import load_protocol
+    from eval.runner import untrained_tasks
+
+    pol = load_policy_spec(str(out / "checkpoints" / "last"))
+    assert pol.training_record["demo_tasks"] == ["button-press-topdown-v3", "reach-v3"]
+    assert untrained_tasks(load_protocol(proto), pol) == []
+    wider = write_protocol(tmp_path, "wider", tasks=["reach-v3", "push-v3"], splits=["test"], episodes=1,
+                           max_steps=5)
+    assert untrained_tasks(load_protocol(wider), pol) == ["push-v3"]
+
 
 def test_vp_train_on_a_folder_that_is_not_a_dataset_says_so_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vp_agent.train", "policy=bc", f"data=[{tmp_path}]", "steps=1",
