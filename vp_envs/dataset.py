@@ -3,7 +3,8 @@
 A dataset is a directory::
 
     <dataset>/manifest.json          what made it: generator version, split file version, arguments,
-                                     per task: episodes tried, kept, expert failures
+                                     per task: episodes tried, kept, expert failures; while vp-data
+                                     records, ``pending``: its tasks not written yet (readers refuse)
     <dataset>/<task>.hdf5            one HDF5 file per task (readable with plain h5py)
 
 Each HDF5 file::
