@@ -376,9 +376,9 @@ def training_record(path: Path) -> dict[str, Any] | None:
         per_task = budget if per_task is None else min(budget, per_task)
     recipe, recipe_hash = training_recipe(train)
     demo_tasks = sorted({t for r, m in datasets.items() if r not in action_free for t in m.get("tasks", {})})
-    wanted = train.get("tasks")  # vp-train tasks=[...] keeps only those of the datasets
+    wanted = set(train.get("tasks") or ())  # vp-train tasks=[...] keeps only those of the datasets
     if wanted:
-        demo_tasks = [t for t in demo_tasks if t in set(wanted)]
+        demo_tasks = [t for t in demo_tasks if t in wanted]
     return {"method": checkpoint_method(cfg), "episodes_per_task": per_task, "seed": train.get("seed"),
             "action_free_data": action_free, "demo_tasks": demo_tasks,
             "image_sizes": sorted({int(m["settings"]["size"]) for m in datasets.values()

@@ -540,7 +540,8 @@ def untrained_tasks(protocol: Protocol, policy: Policy) -> list[str]:
     seen = record.get("demo_tasks") if isinstance(record, dict) else None
     if not seen:
         return []
-    missing = [t for t in protocol.training_tasks if t not in set(seen)]
+    seen = set(seen)
+    missing = [t for t in protocol.training_tasks if t not in seen]
     if missing:
         log.warning("policy %r was trained on demonstrations of %d of protocol %r's %d training tasks; "
                     "none of %s", policy.spec, len(protocol.training_tasks) - len(missing), protocol.name,
