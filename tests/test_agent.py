@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 import vp_envs
 from vp_agent import CheckpointError, load_policy, make_policy
 from vp_agent.data import DemoDataset
+from vp_agent.policies.base import finish_dir_swap
 from vp_agent.text import make_text_encoder
 from vp_agent.train import _batch
 from vp_envs.datagen import generate
@@ -171,6 +172,7 @@ def test_resume_after_kill_continues_exactly(demos, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    finish_dir_swap(state.parent)  # the kill may land between the two renames of a later save (as vp-train does)
     saved_step = torch.load(state, weights_only=False)["step"]
     assert saved_step < 20, "the run finished before it could be killed; make it longer"
     subprocess.run(_train_cmd(demos, killed, 20), check=True, env=env, capture_output=True)
@@ -181,6 +183,23 @@ def test_resume_after_kill_continues_exactly(demos, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     logged = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
     assert logged[-1] == 20
+
+
+def test_a_kill_between_the_renames_of_a_checkpoint_swap_loses_nothing(demos, tmp_path):
+    """``write_dir_atomically`` moves the old folder aside before it moves the new one in; a kill between the
+    two renames leaves no ``last`` folder. The next reader finishes the swap and gets the newer checkpoint."""
+    policy, _ = _policy(demos, "bc")
+    last = tmp_path / "last"
+    policy.save(last, extra={"trained_steps": 5})
+    policy.save(last.with_name("last.tmp"), extra={"trained_steps": 10})  # the new one, fully written
+    os.replace(last, last.with_name("last.old"))  # ... and the kill comes here
+    assert not last.exists()
+    loaded = load_policy(last)
+    assert json.loads((last / "config.json").read_text())["trained_steps"] == 10
+    assert not last.with_name("last.old").exists() and not last.with_name("last.tmp").exists()
+    assert loaded.state_dim == policy.state_dim
+    policy.save(last, extra={"trained_steps": 15})  # and the next save works as usual
+    assert json.loads((last / "config.json").read_text())["trained_steps"] == 15
 
 
 def test_minilm_text_encoder_from_package(tmp_path, monkeypatch):

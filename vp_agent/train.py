@@ -32,7 +32,7 @@ from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
 from vp_agent.data import DemoDataset
-from vp_agent.policies.base import CheckpointError, load_policy
+from vp_agent.policies.base import CheckpointError, finish_dir_swap, load_policy
 from vp_agent.policies.interface import sha256_dir
 from vp_agent.policies.registry import CONFIGS, POLICIES, PRESETS
 from vp_envs.dataset import DatasetError
@@ -177,6 +177,8 @@ def train(cfg) -> Path:
     if cfg.get("init_from"):
         _init_from(Path(cfg.init_from), out, [s[0] for s in stages])
     policy, t_start, final_loss = None, time.time(), {}
+    for name_ in {s[0] or "last" for s in stages} | {"last"}:  # a kill between the two renames of a
+        finish_dir_swap(out / "checkpoints" / name_)  # checkpoint's swap: finish it before reading
     for k, (stage, steps, batch_size, lr) in enumerate(stages):
         later = [s[0] for s in stages[k + 1:]]
         if any((out / "checkpoints" / s / "training_state.pt").exists() for s in later):

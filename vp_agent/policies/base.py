@@ -265,6 +265,7 @@ def write_dir_atomically(directory: str | Path, fill) -> Path:
     """Build a folder with ``fill(tmp)`` in ``<directory>.tmp`` and swap it in for ``directory``, so the folder
     is always complete or absent (the old one is replaced only once the new one is written)."""
     directory = Path(directory)
+    finish_dir_swap(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -277,6 +278,21 @@ def write_dir_atomically(directory: str | Path, fill) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, directory)
+    return directory
+
+
+def finish_dir_swap(directory: str | Path) -> Path:
+    """Complete a swap of :func:`write_dir_atomically` that a kill cut between its two renames: the folder is
+    absent, the previous one sits at ``<directory>.old`` and the new, complete one at ``<directory>.tmp`` (the
+    old folder is moved aside only once the new one is fully written). Readers call this first, so a run killed
+    at that instant resumes from its newest checkpoint instead of from scratch. A no-op otherwise."""
+    directory = Path(directory)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists() or not old.exists():
+        return directory
+    tmp = directory.with_name(directory.name + ".tmp")
+    os.replace(tmp if tmp.is_dir() else old, directory)
+    shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
@@ -302,7 +318,7 @@ def load_policy(directory: str | Path, device: str = "cpu") -> TorchPolicy:
     """Load any policy saved with :meth:`TorchPolicy.save`; errors name the path and what is wrong."""
     from vp_agent.policies import registry
 
-    directory = Path(directory)
+    directory = finish_dir_swap(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
     for name in ("config.json", "stats.json", "model.safetensors"):
