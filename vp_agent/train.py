@@ -177,8 +177,8 @@ def train(cfg) -> Path:
     if cfg.get("init_from"):
         _init_from(Path(cfg.init_from), out, [s[0] for s in stages])
     policy, t_start, final_loss = None, time.time(), {}
-    for name_ in {s[0] or "last" for s in stages} | {"last"}:  # a kill between the two renames of a
-        finish_dir_swap(out / "checkpoints" / name_)  # checkpoint's swap: finish it before reading
+    for d in [*(s[0] for s in stages if s[0]), "last"]:  # a kill between the two renames of a checkpoint's
+        finish_dir_swap(out / "checkpoints" / d)  # swap: finish it before looking for what to resume
     for k, (stage, steps, batch_size, lr) in enumerate(stages):
         later = [s[0] for s in stages[k + 1:]]
         if any((out / "checkpoints" / s / "training_state.pt").exists() for s in later):
@@ -216,6 +216,7 @@ def _rebuild(policy, name, cfg, dataset, device):
 def _init_from(src: Path, out: Path, stages: list) -> None:
     import shutil
 
+    finish_dir_swap(src)
     try:
         meta = json.loads((src / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, EDMEulerScheduler, UNetSpatioTemporalConditionModel
 from torch import nn
 
-from vp_agent.policies.base import TorchPolicy, write_dir_atomically
+from vp_agent.policies.base import TorchPolicy, finish_dir_swap, write_dir_atomically
 from vp_agent.policies.modules import ConditionalUnet1D, SinusoidalPosEmb, seeded_noise
 from vp_agent.policies.video_policy.configuration_video_policy import POOLS, STAGES, VideoPolicyConfig
 
@@ -514,7 +514,7 @@ class VideoPolicy(TorchPolicy):
         c = self.config
         if not c.video_model:
             return
-        src = Path(c.video_model)
+        src = finish_dir_swap(c.video_model)  # an export killed between its two renames
         try:
             meta = json.loads((src / "video_model.json").read_text())
             vae = AutoencoderKL.from_pretrained(src / "vae")
