@@ -15,6 +15,8 @@
 #       fine-tuned on action-free videos of the new_task tasks (the reverses of training tasks)
 #   experiments/metaworld_lite_v2.sh vp-pretrained-long-newtask "[test,new_task]"  # <recipe>-newtask: any
 #       recipe with the new_task videos added (here the pretrained start with the from-scratch video schedule)
+#   experiments/metaworld_lite_v2.sh vp-pretrained-long-joint "[test]"  # the joint-training ablation (no
+#       stop-gradient) of vp-pretrained-long, from its video stage
 #
 # A recipe is vp_agent/conf/recipe/<method>-lite-v2.yaml; results land in results/runs/metaworld-lite-v2/.
 set -euo pipefail
@@ -50,6 +52,10 @@ else
   init=""  # vp-head9k: only its action stage differs from vp's, so it starts from vp's video model when there
   [ "$method" = vp-head9k ] && [ -f runs/train/vp-lite-v2/checkpoints/video/training_state.pt ] \
     && init="init_from=runs/train/vp-lite-v2/checkpoints/video"
+  # vp-pretrained-long-joint (the no-stop-gradient ablation) shares vp-pretrained-long's video stage when there
+  [ "$method" = vp-pretrained-long-joint ] \
+    && [ -f runs/train/vp-pretrained-long-lite-v2/checkpoints/video/training_state.pt ] \
+    && init="init_from=runs/train/vp-pretrained-long-lite-v2/checkpoints/video"
   recipe=$method train_data=$data
   if [[ $method == *-newtask ]]; then  # action-free videos of the held-out tasks in the video stage
     recipe=${method%-newtask} train_data=$data,data/$protocol-newtask-video

@@ -120,6 +120,10 @@ def test_every_recipe_composes_into_a_valid_training_config():
                     assert config.video_model and config.finetune_vae
                     assert [s[0] for s in policy.training_stages(config)] == ["vae", "video", "action"]
                     assert config.stage_lrs["vae"] < 1e-3  # a fine-tune: below the from-scratch rate
+                elif name == "vp-pretrained-long-joint-lite-v2":  # the ablation: joint in place of action, same
+                    assert [s[0] for s in policy.training_stages(config)] == ["vae", "video", "joint"]
+                    assert (config.stage_steps["joint"], config.stage_lrs["joint"], config.stage_batch["joint"]) == (
+                        3000, 3.0e-4, 32)  # steps, rate and batch as the stop-gradient recipe's action stage
                 else:
                     assert config.stage_steps["action"] == (9000 if "head9k" in name else 3000), name
                     assert config.ema_power == (0.75 if "ema" in name else None), name
