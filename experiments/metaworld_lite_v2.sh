@@ -49,13 +49,15 @@ else
     *) run=$out/$method$([ "$seed" = 0 ] || echo "-s$seed") ;;
   esac
   is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
-  init=""  # vp-head9k: only its action stage differs from vp's, so it starts from vp's video model when there
-  [ "$method" = vp-head9k ] && [ -f runs/train/vp-lite-v2/checkpoints/video/training_state.pt ] \
-    && init="init_from=runs/train/vp-lite-v2/checkpoints/video"
-  # vp-pretrained-long-joint (the no-stop-gradient ablation) shares vp-pretrained-long's video stage when there
-  [ "$method" = vp-pretrained-long-joint ] \
-    && [ -f runs/train/vp-pretrained-long-lite-v2/checkpoints/video/training_state.pt ] \
-    && init="init_from=runs/train/vp-pretrained-long-lite-v2/checkpoints/video"
+  # a variant that differs from another run only after its video stage starts from that stage when it is there:
+  # vp-head9k (a longer head) from vp's, vp-pretrained-long-joint (no stop-gradient) from vp-pretrained-long's
+  case $method in
+    vp-head9k) init_src=runs/train/vp-lite-v2/checkpoints/video ;;
+    vp-pretrained-long-joint) init_src=runs/train/vp-pretrained-long-lite-v2/checkpoints/video ;;
+    *) init_src="" ;;
+  esac
+  init=""
+  [ -n "$init_src" ] && [ -f "$init_src/training_state.pt" ] && init="init_from=$init_src"
   recipe=$method train_data=$data
   if [[ $method == *-newtask ]]; then  # action-free videos of the held-out tasks in the video stage
     recipe=${method%-newtask} train_data=$data,data/$protocol-newtask-video
