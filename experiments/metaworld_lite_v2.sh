@@ -51,9 +51,11 @@ else
   is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
   # a variant that differs from another run only after its video stage starts from that stage when it is there:
   # vp-head9k (a longer head) from vp's, vp-pretrained-long-joint (no stop-gradient) from vp-pretrained-long's
+  # (the run of the same seed)
   case $method in
-    vp-head9k) init_src=runs/train/vp-lite-v2/checkpoints/video ;;
-    vp-pretrained-long-joint) init_src=runs/train/vp-pretrained-long-lite-v2/checkpoints/video ;;
+    vp-head9k) init_src=runs/train/vp-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")/checkpoints/video ;;
+    vp-pretrained-long-joint)
+      init_src=runs/train/vp-pretrained-long-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")/checkpoints/video ;;
     *) init_src="" ;;
   esac
   init=""
@@ -67,8 +69,10 @@ else
   fi
   vp-train +recipe=$recipe-lite-v2 "data=[$train_data]" threads=1 seed=$seed out_dir=$train $init
   if [ $is_vp = 1 ]; then  # the error split first (minutes): is it the video or the head?
+    # seed S > 0 writes its own files (-sS), beside seed 0's
+    sfx=$([ "$seed" = 0 ] || echo "-s$seed")
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --real-future --image-use \
-      --grid results/offline/$method-lite-v2_generated_vs_real.png --out results/offline/$method-lite-v2.json
+      --grid results/offline/$method-lite-v2${sfx}_generated_vs_real.png --out results/offline/$method-lite-v2$sfx.json
   fi
   # learning curves; Video Policy's snapshots are of its action stage (vp-head9k keeps 6: its curve)
   # (not for vp and the vp-pretrained runs: their action stage is vp-lite-v2's; vp-head9k holds the head's curve)
