@@ -24,6 +24,7 @@ source "$(dirname "$0")/recipes.sh"  # recorded
 method=$1
 splits=${2:-}
 seed=${3:-0}
+sfx=$([ "$seed" = 0 ] || echo "-s$seed")  # seed S > 0: its own folders and files (-sS), beside seed 0's
 protocol=metaworld-lite-v2
 tasks=(button-press-topdown-v3 button-press-v3 coffee-button-v3 door-open-v3 drawer-open-v3 window-open-v3
        plate-slide-v3 handle-press-v3)
@@ -42,20 +43,19 @@ else
   # run folders as committed for the current recipes: BC (bf16) seed S in bc-bf16-sS, DP (12000 steps) in
   # dp-12k; the folders bc, bc-constant-image and dp hold the earlier fp32 BC and 4000-step DP recipes' runs.
   # A DP episode costs more, so its curve uses 3 episodes per task.
-  train=runs/train/$method-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")
+  train=runs/train/$method-lite-v2$sfx
   case $method in
     bc) run=$out/bc-bf16-s$seed ;;
-    dp) run=$out/dp-12k$([ "$seed" = 0 ] || echo "-s$seed") ;;
-    *) run=$out/$method$([ "$seed" = 0 ] || echo "-s$seed") ;;
+    dp) run=$out/dp-12k$sfx ;;
+    *) run=$out/$method$sfx ;;
   esac
   is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
   # a variant that differs from another run only after its video stage starts from that stage when it is there:
   # vp-head9k (a longer head) from vp's, vp-pretrained-long-joint (no stop-gradient) from vp-pretrained-long's
   # (the run of the same seed)
   case $method in
-    vp-head9k) init_src=runs/train/vp-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")/checkpoints/video ;;
-    vp-pretrained-long-joint)
-      init_src=runs/train/vp-pretrained-long-lite-v2$([ "$seed" = 0 ] || echo "-s$seed")/checkpoints/video ;;
+    vp-head9k) init_src=runs/train/vp-lite-v2$sfx/checkpoints/video ;;
+    vp-pretrained-long-joint) init_src=runs/train/vp-pretrained-long-lite-v2$sfx/checkpoints/video ;;
     *) init_src="" ;;
   esac
   init=""
@@ -69,8 +69,6 @@ else
   fi
   vp-train +recipe=$recipe-lite-v2 "data=[$train_data]" threads=1 seed=$seed out_dir=$train $init
   if [ $is_vp = 1 ]; then  # the error split first (minutes): is it the video or the head?
-    # seed S > 0 writes its own files (-sS), beside seed 0's
-    sfx=$([ "$seed" = 0 ] || echo "-s$seed")
     python -m vp_agent.offline $train/checkpoints/last $val --windows 48 --real-future --image-use \
       --grid results/offline/$method-lite-v2${sfx}_generated_vs_real.png --out results/offline/$method-lite-v2$sfx.json
   fi
