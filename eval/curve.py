@@ -38,7 +38,13 @@ def snapshots(train_dir: Path) -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), path))
     last = train_dir / "checkpoints" / "last"
     if (last / "config.json").is_file():
-        step = int(json.loads((last / "config.json").read_text()).get("trained_steps", 0))
+        meta = json.loads((last / "config.json").read_text())
+        step = int(meta.get("trained_steps", 0))
+        # staged training (Video Policy) keeps snapshots by step *within* its action stage, but the final
+        # `last` counts the steps of all stages: it is the end of that stage, so place it there
+        stage_steps = (meta.get("config") or {}).get("stage_steps") or {}
+        if meta.get("stage") in stage_steps and step > int(stage_steps[meta["stage"]]):
+            step = int(stage_steps[meta["stage"]])
         if step not in {s for s, _ in found}:
             found.append((step, last))
     return sorted(found)

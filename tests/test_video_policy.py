@@ -472,3 +472,25 @@ def test_ema_averages_each_stage_and_the_saved_policy_acts_with_it(data, tmp_pat
     assert (last / "model.safetensors").read_bytes() == before
     with pytest.raises(ValueError, match="ema_power must be None or positive"):
         VideoPolicyConfig(**{**TINY, "ema_power": 0.0})
+
+
+def test_learning_curve_places_the_final_checkpoint_at_the_end_of_the_action_stage(data, tmp_path, monkeypatch):
+    """keep_every counts steps within the action stage while the final `last` records all stages' steps:
+    the curve must put `last` at the action stage's end (the same weights as its final snapshot), not as a
+    separate, later point."""
+    from safetensors.torch import load_file
+
+    from eval.curve import snapshots
+
+    monkeypatch.setenv("VP_BENCH_CACHE", str(tmp_path / "textcache"))
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "policy": {"name": "video_policy", "config": {**TINY, "stage_steps": {"vae": 2, "video": 2, "action": 4}}},
+        "data": [str(data[0])], "out_dir": str(tmp_path / "run"), "save_every": 100, "log_every": 1,
+        "keep_every": 2})
+    last = train(cfg)
+    assert json.loads((last / "config.json").read_text())["trained_steps"] == 8  # all stages
+    found = snapshots(tmp_path / "run")
+    assert [s for s, _ in found] == [2, 4]
+    a = load_file(str(found[-1][1] / "model.safetensors"))
+    b = load_file(str(last / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
