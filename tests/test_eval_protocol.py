@@ -42,6 +42,16 @@ def test_lite_v2_holds_out_the_reverse_tasks_and_drops_train():
     assert len(p.episodes()) == (8 * 6 + 4) * 20
 
 
+def test_robosuite_lite_v2_reads_96_px_and_gives_twice_the_experts_slowest_episode():
+    """Version 1's Lift cube moves 6.5 px at 64 px (fails the observability check), 9.8 at 96; the step limit
+    is at least twice the expert's slowest successful episode per task (PickPlaceCan 192 steps)."""
+    v1, p = load_protocol("robosuite-lite"), load_protocol("robosuite-lite-v2")
+    assert (v1.version, p.version) == (1, 2) and p.image_size == (96, 96) and p.cameras == v1.cameras
+    assert p.held_out == v1.held_out == ("PickPlaceCan",) and p.max_steps >= 2 * 192
+    assert "train" not in {s.name for s in p.splits}
+    assert len(p.episodes()) == (2 * 6 + 1) * 20
+
+
 def test_held_out_tasks_must_be_protocol_tasks(tmp_path):
     path = write_protocol(tmp_path, tasks=["reach-v3", "push-v3"], splits=["test", "new_task"],
                           held_out_tasks=["push-v3", "door-close-v3"])

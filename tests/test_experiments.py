@@ -22,6 +22,12 @@ def test_unknown_method_lists_the_known_ones(script):
     assert out.returncode == 2 and "unknown method 'nope'; known: bc, diffusion, video_policy" in out.stderr
 
 
+def test_robosuite_v2_script_refuses_an_unknown_method_before_recording_anything():
+    out = run("robosuite_lite_v2.sh", "nope")
+    assert out.returncode == 2 and "unknown method 'nope'; known: references bc bc-state dp" in out.stderr
+    assert "vp-data" not in out.stderr
+
+
 def test_unknown_protocol_lists_the_known_ones():
     out = run("sample_efficiency.sh", "bc", "5:0", PROTOCOL="nope")
     assert out.returncode == 2 and "known: metaworld-lite, metaworld-lite-v2, robosuite-lite" in out.stderr
