@@ -254,6 +254,25 @@ def test_lr_schedule_warms_up_then_decays_by_cosine():
         lr_at(0, 10, 1.0, "linear")
 
 
+def test_privileged_states_of_robosuite_tasks_are_padded_to_the_size_the_runner_gives(tmp_path):
+    """Lift's privileged state is shorter than Stack's; the dataset pads both to the suite's one size, as
+    eval/slot_env.py pads info["privileged_state"], so bc_state trains on robosuite and acts at evaluation."""
+    from vp_envs import suite_spec
+    from vp_envs.datagen import generate
+    from vp_envs.dataset import open_dataset
+
+    generate("robosuite", ["Lift", "Stack"], "train", 1, tmp_path, cameras=(), max_steps=120, progress=False)
+    ds = DemoDataset([tmp_path], state_source="privileged", use_image=False)
+    dim = suite_spec("robosuite").privileged_dim
+    assert ds.state_dim == dim and {s.shape[1] for s in ds.states} == {dim}
+    files = open_dataset(tmp_path)
+    raw = [files[t].episode(0).privileged_state for t in ("Lift", "Stack")]
+    assert raw[0].shape[1] < raw[1].shape[1] <= dim  # the sizes differ: without the padding they cannot stack
+    for x, padded in zip(raw, ds.states):
+        n = x.shape[1]
+        assert np.allclose(padded[:, :n], x) and not padded[:, n:].any()
+
+
 def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     """The learnability ceiling: BC on info["privileged_state"], no camera; the runner gives that state only
     to policies that declare they read it."""

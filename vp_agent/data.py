@@ -113,6 +113,13 @@ class DemoDataset(torch.utils.data.Dataset):
             self.actions.append(ep.actions.astype(np.float32))
             self.text_ids.append(self.instructions.index(instruction))
         self.manifests = {str(r): json.loads((Path(r) / "manifest.json").read_text()) for r in roots}
+        if state_source == "privileged":  # tasks of one suite differ in size (robosuite): zero-pad each to the
+            # suite's one size, as the evaluation runner pads info["privileged_state"] (eval/slot_env.py)
+            from vp_envs import suite_spec
+
+            suites = {m.get("settings", {}).get("suite", "metaworld") for m in self.manifests.values()}
+            dim = max(suite_spec(s).privileged_dim for s in suites)
+            self.states = [np.pad(x, ((0, 0), (0, dim - x.shape[1]))) for x in self.states]
         if not self.actions:
             raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}"
                                + (f" for tasks {tasks}" if tasks else ""))
