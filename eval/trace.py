@@ -1,0 +1,115 @@
+"""Where does a policy fail? Trace its episodes step by step, reading the simulator beside its actions.
+
+A success rate says how often; a trace says where. For each of the first N episodes of one (task, split) of a
+protocol, this plays the episode exactly as ``vp-eval`` does (the same slot env, seeds and padded privileged
+state) and writes one row per step: the action the policy sent, and every named field of the privileged state
+after the step (robosuite: ``privileged_layout``, e.g. ``cubeA_pos_z``, ``gripper_qpos_0``; Meta-World:
+``hand``, ``object``, ``goal``). Printed per episode: success, steps, and how far each tracked object rose and
+where it ended, which is usually enough to name the failure (a cube dropped on the way, a door never reached).
+
+    python -m eval.trace runs/train/rs2-bc-state/checkpoints/last --protocol robosuite-lite-v2 --task Stack \\
+        --episodes 10 --out results/traces/rs2-bc-state-Stack.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METAWORLD_FIELDS = {"hand": slice(0, 3), "object": slice(4, 7), "goal": slice(36, 39)}
+
+
+def state_fields(suite: str, task: str) -> dict[str, slice]:
+    """Named slices of ``info["privileged_state"]`` for ``task``."""
+    if suite == "robosuite":
+        from vp_envs.robosuite_env import privileged_layout
+
+        return privileged_layout(task)
+    return METAWORLD_FIELDS
+
+
+def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episodes: int = 10) -> pd.DataFrame:
+    """One row per (episode, step): ``action_i``, the privileged-state fields after the step, ``success``."""
+    from eval.policies import load_policy_spec
+    from eval.protocol import load_protocol
+    from eval.slot_env import SlotEnv
+
+    proto = load_protocol(protocol)
+    eps = [ep for ep in proto.episodes() if ep.task == task and ep.split == split and ep.index < episodes]
+    if not eps:
+        cells = sorted({(ep.task, ep.split) for ep in proto.episodes()})
+        raise ValueError(f"protocol {proto.name!r} has no episodes of ({task!r}, {split!r}); "
+                         f"its cells: {', '.join(f'{t}/{s}' for t, s in cells)}")
+    policy = load_policy_spec(policy_spec)
+    fields = state_fields(proto.suite, task)
+    env = SlotEnv(proto.suite, proto.env_kwargs())
+    rows = []
+    try:
+        for ep in eps:
+            env.next_episode = (ep.task, ep.split, ep.level, ep.index)
+            obs, info = env.reset()
+            policy.reset()
+            while not info["done"]:
+                batch = {k: ({c: v[None] for c, v in o.items()} if isinstance(o, dict) else o[None])
+                         for k, o in obs.items()}
+                action = np.asarray(policy.act(batch, [{**info, "slot": 0}])[0], np.float64)
+                obs, _, _, _, info = env.step(action)
+                row = {"episode": ep.index, "step": info["steps"], "success": info["success"],
+                       "error": info["error"], **{f"action_{i}": a for i, a in enumerate(action)}}
+                for name, s in fields.items():
+                    value = info["privileged_state"][s]
+                    row.update({name: value[0]} if value.size == 1 else
+                               {f"{name}_{'xyz'[i] if value.size == 3 else i}": v for i, v in enumerate(value)})
+                rows.append(row)
+    finally:
+        env.close()
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per episode: success, steps, and for every tracked position its rise (max z - first z) and final xyz."""
+    out = []
+    for ep, g in df.groupby("episode"):
+        row = {"episode": ep, "success": bool(g.success.any()), "steps": int(g.step.max())}
+        for col in [c for c in g.columns if c.endswith("_pos_z") and not c.startswith("eef")]:
+            name = col[:-2]
+            row[f"{name}_rise_cm"] = round(100 * (g[col].max() - g[col].iloc[0]), 1)
+            row[f"{name}_final"] = tuple(round(float(g[f"{name}_{a}"].iloc[-1]), 3) for a in "xyz")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.trace", description=__doc__.split("\n\n")[0])
+    parser.add_argument("policy", help="a vp-eval policy spec: checkpoint dir, expert, random")
+    parser.add_argument("--protocol", required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--episodes", type=int, default=10, help="the first N episodes of the cell")
+    parser.add_argument("--out", type=Path, help="CSV of every step (default: print the summary only)")
+    args = parser.parse_args(argv)
+    from eval.policies import PolicySpecError
+    from eval.protocol import ProtocolError
+
+    try:
+        df = trace(args.policy, args.protocol, args.task, args.split, args.episodes)
+    except (ValueError, ProtocolError, PolicySpecError) as exc:
+        print(f"eval.trace: error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        df.to_csv(tmp, index=False, float_format="%.5g")
+        tmp.replace(args.out)
+        print(f"wrote {args.out}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary(df).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
