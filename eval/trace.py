@@ -36,7 +36,7 @@ def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episo
     """One row per (episode, step): ``action_i``, the privileged-state fields after the step, ``success``."""
     from eval.policies import load_policy_spec
     from eval.protocol import load_protocol
-    from eval.slot_env import SlotEnv
+    from eval.slot_env import SlotEnv, format_error
 
     proto = load_protocol(protocol)
     eps = [ep for ep in proto.episodes() if ep.task == task and ep.split == split and ep.index < episodes]
@@ -56,12 +56,18 @@ def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episo
             while not info["done"]:
                 batch = {k: ({c: v[None] for c, v in o.items()} if isinstance(o, dict) else o[None])
                          for k, o in obs.items()}
-                action = np.asarray(policy.act(batch, [{**info, "slot": 0}])[0], np.float64)
+                try:
+                    action = np.asarray(policy.act(batch, [{**info, "slot": 0}])[0], np.float64)
+                except Exception as exc:  # recorded as the episode's last row, as vp-eval records it
+                    rows.append({"episode": ep.index, "step": info["steps"], "success": False,
+                                 "error": format_error(exc)})
+                    break
                 obs, _, _, _, info = env.step(action)
                 row = {"episode": ep.index, "step": info["steps"], "success": info["success"],
                        "error": info["error"], **{f"action_{i}": a for i, a in enumerate(action)}}
                 for name, s in fields.items():
                     value = info["privileged_state"][s]
+                    name = f"state_{name}" if name in ("episode", "step", "success", "error") else name
                     row.update({name: value[0]} if value.size == 1 else
                                {f"{name}_{'xyz'[i] if value.size == 3 else i}": v for i, v in enumerate(value)})
                 rows.append(row)

@@ -27,6 +27,32 @@ def test_the_trace_matches_the_evaluation_row_and_writes_its_csv(tmp_path, capsy
     assert "wrote" in capsys.readouterr().out
 
 
+def test_an_exception_in_the_policy_is_recorded_and_the_next_episode_runs(monkeypatch):
+    from eval import policies
+
+    real = policies.load_policy_spec
+
+    class Flaky:
+        def __init__(self):
+            self.inner, self.calls = real("expert"), 0
+
+        def reset(self, env_ids=None):
+            self.inner.reset(env_ids)
+
+        def act(self, obs, infos):
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("boom")
+            return self.inner.act(obs, infos)
+
+    monkeypatch.setattr(policies, "load_policy_spec", lambda spec: Flaky())
+    df = trace("flaky", "robosuite-lite-v2", "Lift", episodes=2)
+    first = df[df.episode == 0]
+    assert "RuntimeError: boom" in first.error.iloc[-1] and len(first) == 3 and not first.success.any()
+    assert df[df.episode == 1].success.iloc[-1]  # the next episode ran to its success
+    assert "state_step" in df.columns  # robosuite's own step counter does not overwrite the row's step
+
+
 def test_an_unknown_cell_lists_the_protocol_cells(capsys):
     assert main(["expert", "--protocol", "robosuite-lite-v2", "--task", "Door"]) == 2
     err = capsys.readouterr().err
