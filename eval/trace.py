@@ -3,8 +3,8 @@
 A success rate says how often; a trace says where. For each of the first N episodes of one (task, split) of a
 protocol, this plays the episode exactly as ``vp-eval`` does (the same slot env, seeds and padded privileged
 state) and writes one row per step: the action the policy sent, and every named field of the privileged state
-after the step (robosuite: ``privileged_layout``, e.g. ``cubeA_pos_z``, ``gripper_qpos_0``; Meta-World:
-``hand``, ``object``, ``goal``). Printed per episode: success, steps, and how far each tracked object rose and
+after the step (the suite's ``privileged_layout``: robosuite ``cubeA_pos_z``, ``gripper_qpos_0``, ...;
+Meta-World ``hand_pos_x``, ``object_pos_z``, ``goal_pos_y``, ...). Printed per episode: success, steps, and how far each tracked object rose and
 where it ended, which is usually enough to name the failure (a cube dropped on the way, a door never reached).
 
     python -m eval.trace runs/train/rs2-bc-state/checkpoints/last --protocol robosuite-lite-v2 --task Stack \\
@@ -20,16 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-METAWORLD_FIELDS = {"hand": slice(0, 3), "object": slice(4, 7), "goal": slice(36, 39)}
-
-
 def state_fields(suite: str, task: str) -> dict[str, slice]:
-    """Named slices of ``info["privileged_state"]`` for ``task``."""
+    """Named slices of ``info["privileged_state"]`` for ``task`` (the suite's ``privileged_layout``)."""
     if suite == "robosuite":
         from vp_envs.robosuite_env import privileged_layout
-
-        return privileged_layout(task)
-    return METAWORLD_FIELDS
+    else:
+        from vp_envs.metaworld_env import privileged_layout
+    return privileged_layout(task)
 
 
 def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episodes: int = 10) -> pd.DataFrame:
@@ -81,7 +78,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for ep, g in df.groupby("episode"):
         row = {"episode": ep, "success": bool(g.success.any()), "steps": int(g.step.max())}
-        for col in [c for c in g.columns if c.endswith("_pos_z") and not c.startswith("eef")]:
+        for col in [c for c in g.columns if c.endswith("_pos_z") and not c.startswith(("eef", "hand"))]:
             name = col[:-2]
             row[f"{name}_rise_cm"] = round(100 * (g[col].max() - g[col].iloc[0]), 1)
             row[f"{name}_final"] = tuple(round(float(g[f"{name}_{a}"].iloc[-1]), 3) for a in "xyz")

@@ -12,7 +12,7 @@
 # RANDOM_SPLITS="[test]" limits the random row to those splits (a random episode runs all 400 steps).
 # Results land in results/runs/robosuite-lite-v2/<method>[-s<seed>]; checkpoints in runs/train/rs2-<method>[-s<seed>].
 set -euo pipefail
-source "$(dirname "$0")/recipes.sh"  # recorded
+source "$(dirname "$0")/recipes.sh"  # recorded, set_camera
 method=$1
 splits=${2:-}
 seed=${3:-0}
@@ -33,14 +33,11 @@ if [ "$method" = references ]; then
   vp-eval policy=random protocol=$protocol run_dir=$out/random videos_per_cell=1 \
     ${RANDOM_SPLITS:+"splits=$RANDOM_SPLITS"}
 else
-  case $method in
-    bc-state) camera=() ;;
-    vp*) camera=(policy.config.camera=agentview "policy.config.cameras=[agentview]") ;;
-    *) camera=(policy.config.camera=agentview) ;;
-  esac
+  is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
+  # the recipes read corner4; here agentview (bc-state reads no camera)
+  camera=(); [ "$method" = bc-state ] || set_camera "$([ $is_vp = 1 ] && echo video_policy || echo "$method")" agentview
   train=runs/train/rs2-$method$sfx
   vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train "${camera[@]}"
-  is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
   vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$out/$method$sfx ${splits:+"splits=$splits"} \
     num_envs=$([ $is_vp = 1 ] && echo 8 || echo 2) vector=sync
 fi

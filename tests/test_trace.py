@@ -18,13 +18,21 @@ def test_the_expert_lifting_the_cube_shows_in_the_trace():
     assert s.success.tolist() == [True] and s.cube_pos_rise_cm.iloc[0] > 2
 
 
-def test_the_trace_matches_the_evaluation_row_and_writes_its_csv(tmp_path, capsys):
+def test_the_cli_writes_meta_worlds_named_fields_to_its_csv(tmp_path, capsys):
     out = tmp_path / "t.csv"
     assert main(["expert", "--protocol", "metaworld-lite-v2", "--task", "button-press-topdown-v3",
                  "--episodes", "1", "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert {"hand_x", "object_z", "goal_y"} <= set(df.columns) and df.success.iloc[-1]
-    assert "wrote" in capsys.readouterr().out
+    assert {"hand_pos_x", "object_pos_z", "goal_pos_y", "gripper"} <= set(df.columns) and df.success.iloc[-1]
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "object_pos_rise_cm" in printed and "hand_pos_rise_cm" not in printed
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically: no temporary file left
+
+
+def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--protocol", "robosuite-lite-v2", "--task", "Lift"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("eval.trace: error:") and "\n" not in err and "nope" in err
 
 
 def test_an_exception_in_the_policy_is_recorded_and_the_next_episode_runs(monkeypatch):

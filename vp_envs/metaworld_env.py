@@ -89,6 +89,19 @@ def position_coordinates(task: str) -> tuple[int, ...]:
     return tuple(used)
 
 
+# Meta-World's 39-D observation, which is ``info["privileged_state"]``: this frame's hand, gripper and two
+# objects (a task with one object pads the second with zeros), the same 18 values of the previous frame, the goal.
+_PRIVILEGED_LAYOUT = {"hand_pos": slice(0, 3), "gripper": slice(3, 4), "object_pos": slice(4, 7),
+                      "object_quat": slice(7, 11), "object2_pos": slice(11, 14), "object2_quat": slice(14, 18),
+                      "goal_pos": slice(36, 39)}
+
+
+def privileged_layout(task: str) -> dict[str, slice]:
+    """Field name -> slice of ``info["privileged_state"]`` (the same for every task; the previous frame's
+    copy, 18:36, is not named)."""
+    return dict(_PRIVILEGED_LAYOUT)
+
+
 @functools.cache
 def task_instructions() -> dict[str, str]:
     """Task name -> instruction sentence, from ``vp_envs/tasks/metaworld.yaml``."""

@@ -66,9 +66,12 @@ def task_points(suite: str, task: str, privileged: np.ndarray) -> dict[str, np.n
     """Task-relevant world points (name -> xyz) read from an episode's privileged state."""
     priv = np.asarray(privileged, dtype=np.float64)
     if suite == "metaworld":
-        points = {"object": priv[4:7], "goal": priv[36:39]}
-        if np.any(priv[11:14] != 0):  # Meta-World pads a missing second object with zeros
-            points["object2"] = priv[11:14]
+        from vp_envs.metaworld_env import privileged_layout as layout
+
+        f = layout(task)
+        points = {"object": priv[f["object_pos"]], "goal": priv[f["goal_pos"]]}
+        if np.any(priv[f["object2_pos"]] != 0):  # Meta-World pads a missing second object with zeros
+            points["object2"] = priv[f["object2_pos"]]
         return points
     from vp_envs.robosuite_env import privileged_layout
 
