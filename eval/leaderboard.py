@@ -572,7 +572,8 @@ def plot_drop(summary: pd.DataFrame, out: Path) -> list[Path]:
                          "success lost under each shift (positive = worse than test)", intervals=False)
 
 
-METHOD_NAMES = {"bc": "BC", "bc_state": "BC on the privileged state (ceiling)", "diffusion": "Diffusion Policy", "video_policy": "Video Policy",
+METHOD_NAMES = {"bc": "BC", "bc_state": "BC on the privileged state (ceiling)", "diffusion": "Diffusion Policy",
+                "diffusion_state": "Diffusion Policy on the privileged state (ceiling)", "video_policy": "Video Policy",
                 "video_policy_pretrained": "Video Policy (pretrained video model)"}
 
 

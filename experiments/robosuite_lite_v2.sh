@@ -5,6 +5,7 @@
 #
 #   experiments/robosuite_lite_v2.sh references        # observability table, expert row, random row
 #   experiments/robosuite_lite_v2.sh bc-state "[test]"  # the privileged-state ceiling: train, evaluate on test
+#   experiments/robosuite_lite_v2.sh dp-state "[test]"  # the same ceiling from Diffusion Policy
 #   experiments/robosuite_lite_v2.sh bc                 # BC: train, evaluate every split
 #   experiments/robosuite_lite_v2.sh dp "[test]" 1      # Diffusion Policy, training seed 1, test only
 #   experiments/robosuite_lite_v2.sh vp "[test]"        # Video Policy from scratch
@@ -34,8 +35,8 @@ if [ "$method" = references ]; then
     ${RANDOM_SPLITS:+"splits=$RANDOM_SPLITS"}
 else
   is_vp=$([[ $method == vp* ]] && echo 1 || echo 0)
-  # the recipes read corner4; here agentview (bc-state reads no camera)
-  camera=(); [ "$method" = bc-state ] || set_camera "$([ $is_vp = 1 ] && echo video_policy || echo "$method")" agentview
+  # the recipes read corner4; here agentview (the *-state ceilings read no camera)
+  camera=(); [[ $method == *-state ]] || set_camera "$([ $is_vp = 1 ] && echo video_policy || echo "$method")" agentview
   train=runs/train/rs2-$method$sfx
   vp-train +recipe=$method-lite-v2 "data=[$data]" threads=1 seed=$seed out_dir=$train "${camera[@]}"
   vp-eval policy=$train/checkpoints/last protocol=$protocol run_dir=$out/$method$sfx ${splits:+"splits=$splits"} \

@@ -314,6 +314,46 @@ def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     assert checkpoint_method({"policy": "bc", "config": TINY["bc"]}) == "bc"
 
 
+def test_dp_state_is_diffusion_policy_on_the_privileged_state_and_names_itself_a_ceiling(demos):
+    """``policy=dp_state`` (and its recipe) builds Diffusion Policy with no camera on info["privileged_state"];
+    it trains, acts, and its checkpoints are labelled ``diffusion_state``, a ceiling, on the leaderboard."""
+    from hydra import compose, initialize_config_module
+
+    import vp_agent.train  # noqa: F401  (registers the configs)
+    from eval.leaderboard import METHOD_NAMES
+    from eval.policies import checkpoint_method
+
+    with initialize_config_module(config_module="vp_agent.conf", version_base=None):
+        cfg = compose(config_name="train", overrides=["+recipe=dp-state-lite-v2", "data=[d]"])
+    assert cfg.policy.name == "diffusion"
+    assert (cfg.policy.config.use_image, cfg.policy.config.state_source) == (False, "privileged")
+    ds = DemoDataset([demos], state_source="privileged", use_image=False, horizon=8, n_obs=2)
+    torch.manual_seed(0)
+    config = {**TINY["diffusion"], "use_image": False, "state_source": "privileged", "crop": 0}
+    policy = make_policy("diffusion", config, ds.stats, ds.state_dim, ds.action_dim)
+    assert policy.privileged and not policy.uses_image
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    batch = _batch(ds, torch.arange(16), "cpu")
+    opt = torch.optim.Adam(policy.parameters(), 1e-3)
+    torch.manual_seed(1)
+    first = policy(batch)["loss"].item()
+    for _ in range(40):
+        loss = policy(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.manual_seed(1)
+    assert policy(batch)["loss"].item() < first  # the same noise draw: the fit improved
+    policy.eval()
+    env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
+    obs, info = env.reset(options={"episode": 0})
+    action = policy.act(obs, info)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    env.close()
+    method = checkpoint_method({"policy": "diffusion", "config": config})
+    assert method == "diffusion_state" and "ceiling" in METHOD_NAMES[method]
+
+
 def test_keep_every_snapshots_feed_a_learning_curve_and_a_mismatched_protocol_is_refused(demos, tmp_path):
     from eval.curve import main as curve_main, snapshots
     from eval.runner import RunError, run

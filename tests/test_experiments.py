@@ -113,7 +113,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
             policy = POLICIES[cfg.policy.name]
             config = policy.config_class(**OmegaConf.to_container(cfg.policy.config, resolve=True))
             assert cfg.lr_schedule == "cosine", name
-            if name.startswith("bc-state"):
+            if name.endswith("-state-lite-v2"):  # bc-state, dp-state: the privileged-state ceilings
                 assert not config.use_image and config.state_source == "privileged"
             elif name.startswith("vp"):  # Video Policy: no crop knob; the head reads keypoints
                 assert config.cameras == ("corner4",) and config.pool == "keypoints" and config.cond_dropout == 0

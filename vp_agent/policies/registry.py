@@ -2,6 +2,7 @@
 
 from vp_agent.policies.bc.configuration_bc import BCConfig
 from vp_agent.policies.bc.modeling_bc import BCPolicy
+from vp_agent.policies.diffusion.configuration_diffusion import DiffusionConfig
 from vp_agent.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from vp_agent.policies.video_policy.configuration_video_policy import video_policy_gpu
 from vp_agent.policies.video_policy.modeling_video_policy import VideoPolicy
@@ -17,4 +18,12 @@ def bc_state() -> BCConfig:
     return BCConfig(use_image=False, state_source="privileged", crop=0)
 
 
-PRESETS = {"video_policy_gpu": ("video_policy", video_policy_gpu), "bc_state": ("bc", bc_state)}
+def dp_state() -> DiffusionConfig:
+    """``dp_state``: Diffusion Policy on the simulator's full (privileged) state, no image: the ceiling of a
+    multimodal action model. Beside ``bc_state`` it tells a task that the demos cannot teach from one whose
+    regressed (averaged) actions fail, e.g. a gripper command that sinks between close and open."""
+    return DiffusionConfig(use_image=False, state_source="privileged", crop=0)
+
+
+PRESETS = {"video_policy_gpu": ("video_policy", video_policy_gpu), "bc_state": ("bc", bc_state),
+           "dp_state": ("diffusion", dp_state)}
