@@ -20,8 +20,9 @@ def bc_state() -> BCConfig:
 
 def dp_state() -> DiffusionConfig:
     """``dp_state``: Diffusion Policy on the simulator's full (privileged) state, no image: the ceiling of a
-    multimodal action model. Beside ``bc_state`` it tells a task that the demos cannot teach from one whose
-    regressed (averaged) actions fail, e.g. a gripper command that sinks between close and open."""
+    multimodal action model. Beside ``bc_state`` it tells a task that the demos cannot teach from one where
+    regressing the average action fails: on robosuite Stack BC averages "still lifting" and "lowering onto B"
+    at one height into a hover and drops the cube (docs/results.md)."""
     return DiffusionConfig(use_image=False, state_source="privileged", crop=0)
 
 
