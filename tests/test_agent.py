@@ -28,6 +28,23 @@ TINY = {
 }
 
 
+def _fit(policy, batch, steps: int, lr: float = 1e-3) -> tuple[float, float]:
+    """The loss on one fixed batch before and after ``steps`` Adam steps on it (the same noise and crops each
+    time, so the batch is really fixed)."""
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+
+    def loss():
+        torch.manual_seed(2)
+        return policy(batch)["loss"]
+
+    before = loss().item()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    return before, loss().item()
+
+
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
     out = tmp_path_factory.mktemp("agent_demos")
@@ -74,18 +91,8 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(demos, name):
     policy, ds = _policy(demos, name)
     torch.manual_seed(1)
     batch = _batch(ds, torch.arange(0, len(ds), max(1, len(ds) // 8))[:8], "cpu")
-    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
-
-    def loss():
-        torch.manual_seed(2)  # the same noise and crops each time: the batch is really fixed
-        return policy(batch)["loss"]
-
-    before = loss().item()
-    for _ in range(25):
-        opt.zero_grad()
-        loss().backward()
-        opt.step()
-    assert loss().item() < 0.7 * before
+    before, after = _fit(policy, batch, 25, lr=3e-3)
+    assert after < 0.7 * before
 
 
 @pytest.mark.parametrize("name", ["bc", "diffusion"])
@@ -283,15 +290,8 @@ def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     policy = make_policy("bc", cfg, ds.stats, ds.state_dim, ds.action_dim)
     assert policy.privileged and not policy.uses_image and policy.encoder is None
     ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
-    batch = _batch(ds, torch.arange(16), "cpu")
-    opt = torch.optim.Adam(policy.parameters(), 1e-3)
-    first = policy(batch)["loss"].item()
-    for _ in range(30):
-        loss = policy(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < first
+    before, after = _fit(policy, _batch(ds, torch.arange(16), "cpu"), 30)
+    assert after < before
     policy.eval()
     env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
     obs, info = env.reset(options={"episode": 0})
@@ -333,17 +333,8 @@ def test_dp_state_is_diffusion_policy_on_the_privileged_state_and_names_itself_a
     policy = make_policy("diffusion", config, ds.stats, ds.state_dim, ds.action_dim)
     assert policy.privileged and not policy.uses_image
     ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
-    batch = _batch(ds, torch.arange(16), "cpu")
-    opt = torch.optim.Adam(policy.parameters(), 1e-3)
-    torch.manual_seed(1)
-    first = policy(batch)["loss"].item()
-    for _ in range(40):
-        loss = policy(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.manual_seed(1)
-    assert policy(batch)["loss"].item() < first  # the same noise draw: the fit improved
+    before, after = _fit(policy, _batch(ds, torch.arange(16), "cpu"), 40)
+    assert after < before
     policy.eval()
     env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
     obs, info = env.reset(options={"episode": 0})
