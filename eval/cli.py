@@ -3,6 +3,7 @@
     vp-eval policy=expert protocol=metaworld-lite
     vp-eval policy=random protocol=metaworld-lite run_dir=results/runs/metaworld-lite/random num_envs=2
     vp-eval policy=sb3:runs/ppo/model.zip protocol=path/to/my-protocol.yaml
+    vp-eval policy=runs/train/vp/checkpoints/last protocol=metaworld-lite-v2 "inference={feature_steps: 3}"
 
 Every setting is checked (protocol file, policy spec and checkpoint, backend) before the first rollout, and
 a bad one exits with status 2 and one line naming the bad value and the valid ones. Run the same command
@@ -42,7 +43,8 @@ def _main(cfg: DictConfig) -> None:
                    retry_errors=bool(cfg.retry_errors), progress=bool(cfg.progress),
                    splits=list(cfg.splits) if cfg.get("splits") else None,
                    image_ablation=cfg.get("image_ablation"),
-                   render_on_demand=bool(cfg.get("render_on_demand", True)))
+                   render_on_demand=bool(cfg.get("render_on_demand", True)),
+                   inference=OmegaConf.to_container(cfg.inference) if cfg.get("inference") else None)
     except (ProtocolError, PolicySpecError, RunError) as exc:
         _fail(str(exc))
     n, ok = len(rows), int(rows["success"].sum()) if len(rows) else 0

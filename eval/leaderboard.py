@@ -107,7 +107,9 @@ def run_method(run_dir: Path, policy: str) -> str:
     training = run_training(run_dir / "episodes.parquet") or {}
     method = training.get("method")
     if method:
+        inference = training.get("inference") or {}
         return (str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
+                + (" (" + ", ".join(f"{k}={v}" for k, v in inference.items()) + ")" if inference else "")
                 + (f" {TRAIN_MODE_MARK}" if evaluated_in_training_mode(run_dir / "episodes.parquet") else ""))
     try:  # runs made before the record had the method: read the checkpoint's own config
         from eval.policies import checkpoint_method
@@ -580,9 +582,9 @@ METHOD_NAMES = {"bc": "BC", "bc_state": "BC on the privileged state (ceiling)", 
 def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFrame:
     """One line per run folder whose ``manifest.json`` records how its checkpoint was trained (see
     ``eval.policies.training_record``) and which holds ``split`` episodes: method, recipe, demonstrations per
-    task, seed, and the run's episodes and successes on ``split``. Runs trained with action-free video are
-    left out (they answer another question), and so are runs holding fewer episodes than they selected
-    (``episodes_total`` in ``manifest.json``: still evaluating)."""
+    task, seed, and the run's episodes and successes on ``split``. Runs trained with action-free video, image
+    ablations and runs under other inference settings are left out (they answer other questions), and so are
+    runs holding fewer episodes than they selected (``episodes_total`` in ``manifest.json``: still evaluating)."""
     out = []
     for source, g in rows.groupby("source", sort=True):
         training = run_training(source)
@@ -591,7 +593,7 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
             continue  # still evaluating (or killed): a rate over the episodes it happened to finish misleads
         g = g[g["split"] == split]
         if (not training or training.get("action_free_data") or training.get("image_ablation")
-                or not training.get("episodes_per_task") or g.empty):
+                or training.get("inference") or not training.get("episodes_per_task") or g.empty):
             continue
         ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
         out.append({"protocol": g["protocol"].iloc[0], "protocol_version": int(g["protocol_version"].iloc[0]),

@@ -25,6 +25,7 @@ Specs (:func:`load_policy_spec`); each is fully checked before any rollout start
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -39,7 +40,7 @@ import numpy as np
 from vp_agent.policies.interface import Policy, sha256_dir, sha256_file
 
 __all__ = ["Policy", "load_policy_spec", "PolicySpecError", "ExpertPolicy", "RandomPolicy", "CallablePolicy",
-           "SB3Policy", "ImageAblation"]
+           "SB3Policy", "ImageAblation", "with_inference"]
 
 SPEC_KINDS = ("expert", "random", "sb3:<model.zip>", "sb3:<algo>:<model.zip>", "py:<module>:<factory>",
               "<vp_agent checkpoint dir>")
@@ -126,6 +127,43 @@ class ImageAblation(Policy):
     def act(self, obs, infos):
         pixels = {k: np.full_like(v, 128) for k, v in obs.get("pixels", {}).items()}
         return self.inner.act({**obs, "pixels": pixels}, infos)
+
+
+# Settings of a trained policy's config that change how it acts, not what it learned: a checkpoint can be
+# evaluated under other values (vp-eval inference={feature_steps: 3}) without retraining.
+INFERENCE_SETTINGS = ("num_inference_steps", "feature_steps", "guidance", "sigma_min", "sigma_max",
+                      "n_action_steps", "decode_video")
+
+
+def with_inference(policy: Any, settings: dict[str, Any] | None) -> Any:
+    """``policy`` (a loaded ``vp_agent`` checkpoint) acting with other inference settings, e.g. Video Policy
+    with fewer video passes per chunk (``{"feature_steps": 3}``) or Diffusion Policy with fewer denoising steps
+    (``{"num_inference_steps": 5}``): the speed/success trade-off measured on the same weights. Its rows carry
+    the spec ``<spec>#feature_steps=3`` and the same checkpoint hash, and its training record names the
+    settings (``inference``), so the leaderboard shows them as their own row beside the policy's and leaves
+    them out of the per-seed tables. Only :data:`INFERENCE_SETTINGS` can change (the rest shape the weights);
+    an unknown one or a bad value is a :class:`PolicySpecError` before any rollout. The policy is changed in
+    place and returned."""
+    if not settings:
+        return policy
+    config = getattr(policy, "config", None)
+    if not dataclasses.is_dataclass(config):
+        raise PolicySpecError(f"inference settings {dict(settings)} need a vp_agent checkpoint; policy "
+                              f"{getattr(policy, 'spec', policy)!r} has no config to change")
+    valid = [k for k in INFERENCE_SETTINGS if hasattr(config, k)]
+    unknown = sorted(k for k in settings if k not in valid)
+    if unknown:
+        name = getattr(policy, "name", "this policy")
+        raise PolicySpecError(f"inference setting(s) {unknown} cannot change for {name}; valid: {', '.join(valid)}")
+    try:
+        policy.config = dataclasses.replace(config, **settings)  # the config's own checks run again
+    except (TypeError, ValueError) as exc:
+        raise PolicySpecError(f"inference settings {dict(settings)}: {exc}") from exc
+    policy.spec = f"{policy.spec}#" + ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    record = getattr(policy, "training_record", None)
+    if isinstance(record, dict):
+        policy.training_record = {**record, "inference": dict(sorted(settings.items()))}
+    return policy
 
 
 class RandomPolicy(Policy):

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 import vp_envs
-from eval.policies import ImageAblation, Policy, load_policy_spec, policy_slug
+from eval.policies import ImageAblation, Policy, load_policy_spec, policy_slug, with_inference
 from eval.protocol import EpisodeSpec, Protocol, load_protocol
 from eval.slot_env import IDLE, format_error, make_slot_env
 from vp_envs.stats import psnr
@@ -556,12 +556,15 @@ def default_run_dir(protocol: Protocol, spec: str) -> Path:
 def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | None = None, num_envs: int = 2,
         backend: str = "local", vector: str = "async", videos_per_cell: int = 2, video_fps: int = 20,
         retry_errors: bool = False, progress: bool = True, splits: Sequence[str] | None = None,
-        image_ablation: str | None = None, render_on_demand: bool = True) -> pd.DataFrame:
+        image_ablation: str | None = None, render_on_demand: bool = True,
+        inference: dict | None = None) -> pd.DataFrame:
     """Validate everything (protocol, policy spec, backend), then roll out; returns the run's rows.
 
     ``splits`` runs only those splits' cells (a partial run: the leaderboard shows it apart, unranked).
     ``image_ablation="constant"`` shows the policy a constant grey image instead of its camera frames.
-    ``render_on_demand=False`` renders every step's frames, read or not (the rows are the same)."""
+    ``render_on_demand=False`` renders every step's frames, read or not (the rows are the same).
+    ``inference={"feature_steps": 3}`` runs a checkpoint with other inference settings (rows get the spec
+    ``<spec>#feature_steps=3``; :func:`eval.policies.with_inference`)."""
     check_backend(backend)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     episodes = None
@@ -574,6 +577,10 @@ def run(protocol: str | Protocol, policy: str | Policy, run_dir: str | Path | No
     pol = policy if isinstance(policy, Policy) else load_policy_spec(policy)
     if not pol.spec:
         raise RunError(f"policy object {type(pol).__name__} has no spec string; set .spec")
+    if inference:
+        if backend == "ray":  # Ray workers rebuild the policy from its spec, which names no settings
+            raise RunError("inference settings are not supported with backend=ray yet; run them locally")
+        pol = with_inference(pol, dict(inference))
     check_observation_fit(proto, pol)
     untrained_tasks(proto, pol)
     if image_ablation:
