@@ -289,19 +289,10 @@ def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     cfg = {**TINY["bc"], "use_image": False, "state_source": "privileged", "crop": 0}
     policy = make_policy("bc", cfg, ds.stats, ds.state_dim, ds.action_dim)
     assert policy.privileged and not policy.uses_image and policy.encoder is None
-    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
-    before, after = _fit(policy, _batch(ds, torch.arange(16), "cpu"), 30)
-    assert after < before
-    policy.eval()
-    env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
-    obs, info = env.reset(options={"episode": 0})
-    assert "pixels" not in obs
-    action = policy.act(obs, info)
-    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    obs, info = _train_and_act_without_camera(policy, ds, 30)
     policy.reset()
     with pytest.raises(KeyError):
         policy.act(obs, {"instruction": info["instruction"]})
-    env.close()
     with pytest.raises(ValueError, match="unknown state_source 'full'; known: state, privileged"):
         make_policy("bc", {**cfg, "state_source": "full"}, ds.stats, ds.state_dim, ds.action_dim)
     with pytest.raises(ValueError, match="a policy must read something: set use_image or use_state"):
@@ -312,6 +303,22 @@ def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):
     assert checkpoint_method({"policy": "bc", "config": cfg}) == "bc_state"
     assert checkpoint_method({"policy": "bc", "config": {**cfg, "use_image": True}}) == "bc_privileged"
     assert checkpoint_method({"policy": "bc", "config": TINY["bc"]}) == "bc"
+
+
+def _train_and_act_without_camera(policy, ds, steps):
+    """A state-only ceiling: ``steps`` of fitting lower its loss, then it acts in [-1, 1] on an env rendering no
+    camera. Returns that env's first (obs, info)."""
+    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
+    before, after = _fit(policy, _batch(ds, torch.arange(16), "cpu"), steps)
+    assert after < before
+    policy.eval()
+    env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
+    obs, info = env.reset(options={"episode": 0})
+    env.close()
+    assert "pixels" not in obs
+    action = policy.act(obs, info)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    return obs, info
 
 
 def test_dp_state_is_diffusion_policy_on_the_privileged_state_and_names_itself_a_ceiling(demos):
@@ -332,15 +339,7 @@ def test_dp_state_is_diffusion_policy_on_the_privileged_state_and_names_itself_a
     config = {**TINY["diffusion"], "use_image": False, "state_source": "privileged", "crop": 0}
     policy = make_policy("diffusion", config, ds.stats, ds.state_dim, ds.action_dim)
     assert policy.privileged and not policy.uses_image
-    ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
-    before, after = _fit(policy, _batch(ds, torch.arange(16), "cpu"), 40)
-    assert after < before
-    policy.eval()
-    env = vp_envs.make("vp/metaworld-reach-v3", split="test", cameras=())
-    obs, info = env.reset(options={"episode": 0})
-    action = policy.act(obs, info)
-    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
-    env.close()
+    _train_and_act_without_camera(policy, ds, 40)
     method = checkpoint_method({"policy": "diffusion", "config": config})
     assert method == "diffusion_state" and "ceiling" in METHOD_NAMES[method]
 
