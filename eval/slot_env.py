@@ -55,7 +55,7 @@ class SlotEnv(gym.Env):
         self.env_kwargs = dict(env_kwargs)
         cams = tuple(self.env_kwargs.get("cameras", ()))
         h, w = self.env_kwargs["height"], self.env_kwargs["width"]
-        spec = vp_envs.suite_spec(suite)
+        spec = self._spec = vp_envs.suite_spec(suite)
         state_dim = spec.state_dims[self.env_kwargs.get("state", "proprio")]
         obs = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
         if cams:
@@ -106,9 +106,7 @@ class SlotEnv(gym.Env):
     def _info(self, env_info: dict | None = None) -> dict[str, Any]:
         task, split, level, index = self._episode if self._episode else ("", "", 0, -1)
         if env_info is not None:
-            priv = np.asarray(env_info["privileged_state"], np.float64)
-            self._last_privileged = np.zeros_like(self._last_privileged)
-            self._last_privileged[:priv.size] = priv
+            self._last_privileged = self._spec.pad_privileged(env_info["privileged_state"])
             self._last_info = env_info
         # Every key on every call, with fixed types: Gymnasium batches infos key by key.
         return {

@@ -8,13 +8,15 @@
 #   PROTOCOL=robosuite-lite experiments/sample_efficiency.sh bc "5:0 10:0"   # default: metaworld-lite
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #   PROTOCOL=metaworld-lite-v2 experiments/sample_efficiency.sh bc_state "1:0 5:0"   # the state ceiling per budget
+#   PROTOCOL=robosuite-lite-v2 experiments/sample_efficiency.sh bc "5:0 10:0"   # the same recipes, agentview
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-ema-lite-v2 INIT_FROM=video_policy:video \
 #     experiments/sample_efficiency.sh video_policy "1:0"   # start from run video_policy-1demos-seed0's video stage
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-pretrained-aeft-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
 #
-# On metaworld-lite-v2 the recipes are the Hydra ones of its leaderboard rows (vp_agent/conf/recipe/*-lite-v2.yaml:
-# bc, diffusion, video_policy, and video_policy_pretrained, which starts from the video model of
-# experiments/pretrain_video.sh); on the v1 protocols, experiments/recipes.sh. RECIPE=<name> (v2 only) trains a
+# On metaworld-lite-v2 and robosuite-lite-v2 the recipes are the Hydra ones of their leaderboard rows
+# (vp_agent/conf/recipe/*-lite-v2.yaml: bc, bc_state, dp_state, diffusion, video_policy, and
+# video_policy_pretrained, which starts from the video model of experiments/pretrain_video.sh; robosuite reads
+# agentview, as experiments/robosuite_lite_v2.sh); on the v1 protocols, experiments/recipes.sh. RECIPE=<name> (v2 only) trains a
 # variant recipe of that method instead (vp_agent/conf/recipe/<name>.yaml); its runs are named after it
 # (<name without -lite-v2>-<N>demos-seed<S>) and the leaderboard tells them apart by recipe hash.
 # INIT_FROM=<run prefix>:<stage> (v2) starts each run from the stage checkpoint of the run with the same budget
@@ -29,24 +31,30 @@ method=$1
 pairs=$2
 source "$(dirname "$0")/recipes.sh"
 protocol=${PROTOCOL:-metaworld-lite}
-[ "$protocol" = metaworld-lite-v2 ] || set_recipe "$method"
+v2=$([[ $protocol == *-v2 ]] && echo 1 || echo 0)  # the version-2 protocols train the Hydra recipes
+[ $v2 = 1 ] || set_recipe "$method"
 eval_opts=()
-if [ -n "${RECIPE:-}" ] && [ "$protocol" != metaworld-lite-v2 ]; then
-  echo "RECIPE=$RECIPE: recipe variants are Hydra recipes of metaworld-lite-v2; PROTOCOL is $protocol" >&2
+if [ -n "${RECIPE:-}" ] && [ $v2 = 0 ]; then
+  echo "RECIPE=$RECIPE: recipe variants are Hydra recipes of the version-2 protocols; PROTOCOL is $protocol" >&2
   exit 2
 fi
 case $protocol in
   metaworld-lite) data=${DATA:-data/metaworld-lite-train}; train_dir=runs/train/se; camera=() ;;
-  metaworld-lite-v2)
-    data=${DATA:-data/metaworld-lite-v2-train}; train_dir=runs/train/se-$protocol; camera=()
+  metaworld-lite-v2|robosuite-lite-v2)
+    data=${DATA:-data/$protocol-train}; train_dir=runs/train/se-$protocol; camera=()
     case $method in
       bc) recipe=(+recipe=bc-lite-v2) ;;
       bc_state) recipe=(+recipe=bc-state-lite-v2) ;;  # the privileged-state ceiling at the same budget
+      dp_state) recipe=(+recipe=dp-state-lite-v2) ;;
       diffusion) recipe=(+recipe=dp-lite-v2) ;;
       video_policy) recipe=(+recipe=vp-lite-v2) ;;
       video_policy_pretrained) recipe=(+recipe=vp-pretrained-lite-v2) ;;
-      *) echo "unknown method '$method'; known: bc, bc_state, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
+      *) echo "unknown method '$method'; known: bc, bc_state, dp_state, diffusion, video_policy, video_policy_pretrained" >&2; exit 2 ;;
     esac
+    # robosuite-lite-v2 (as experiments/robosuite_lite_v2.sh): the recipes read corner4, robosuite agentview
+    if [ "$protocol" = robosuite-lite-v2 ] && [[ $method != *_state ]]; then
+      set_camera "$([[ $method == video_policy* ]] && echo video_policy || echo "$method")" agentview
+    fi
     if [ -n "${RECIPE:-}" ]; then
       if [ ! -f "vp_agent/conf/recipe/$RECIPE.yaml" ]; then
         echo "unknown RECIPE '$RECIPE'; known: $(cd vp_agent/conf/recipe && ls *.yaml | sed 's/.yaml$//' | tr '\n' ' ')" >&2
@@ -59,7 +67,7 @@ case $protocol in
   # as in experiments/robosuite_lite.sh, which records these demonstrations
   robosuite-lite) data=${DATA:-data/robosuite-lite-train}; train_dir=runs/train/se-$protocol
                   set_camera "$method" agentview ;;
-  *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, metaworld-lite-v2, robosuite-lite" >&2; exit 2 ;;
+  *) echo "unknown PROTOCOL '$protocol'; known: metaworld-lite, metaworld-lite-v2, robosuite-lite, robosuite-lite-v2" >&2; exit 2 ;;
 esac
 if ! recorded $data; then
   echo "no finished dataset at $data: record it first (README, Results; experiments/robosuite_lite.sh for robosuite)" >&2
@@ -72,11 +80,11 @@ for pair in $pairs; do
   [ -n "${RECIPE:-}" ] && name=${RECIPE%-lite-v2}-${n}demos-seed$seed
   echo "=== $name: train $(date -u +%H:%M:%S)"
   # the v2 recipes choose the policy themselves
-  policy=(policy=$method); [ "$protocol" = metaworld-lite-v2 ] && policy=()
+  policy=(policy=$method); [ $v2 = 1 ] && policy=()
   init=()
   if [ -n "${INIT_FROM:-}" ]; then
     src=$train_dir/${INIT_FROM%%:*}-${n}demos-seed$seed/checkpoints/${INIT_FROM##*:}
-    if [ "$protocol" != metaworld-lite-v2 ] || [ ! -f "$src/training_state.pt" ]; then
+    if [ $v2 = 0 ] || [ ! -f "$src/training_state.pt" ]; then
       echo "INIT_FROM=$INIT_FROM: no stage checkpoint at $src (v2 only; train that run first)" >&2
       exit 2
     fi

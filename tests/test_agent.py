@@ -278,6 +278,10 @@ def test_privileged_states_of_robosuite_tasks_are_padded_to_the_size_the_runner_
     for x, padded in zip(raw, ds.states):
         n = x.shape[1]
         assert np.allclose(padded[:, :n], x) and not padded[:, n:].any()
+    # the runner pads one step's state by the same rule (SuiteSpec.pad_privileged), and refuses a longer one
+    np.testing.assert_array_equal(suite_spec("robosuite").pad_privileged(raw[1][0]).astype(np.float32), ds.states[1][0])
+    with pytest.raises(ValueError, match="exceeds the suite's"):
+        suite_spec("robosuite").pad_privileged(np.zeros(dim + 1))
 
 
 def test_bc_state_learns_from_the_privileged_state_without_an_image(demos):

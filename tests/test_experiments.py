@@ -30,12 +30,15 @@ def test_robosuite_v2_script_refuses_an_unknown_method_before_recording_anything
 
 def test_unknown_protocol_lists_the_known_ones():
     out = run("sample_efficiency.sh", "bc", "5:0", PROTOCOL="nope")
-    assert out.returncode == 2 and "known: metaworld-lite, metaworld-lite-v2, robosuite-lite" in out.stderr
+    assert out.returncode == 2
+    assert "known: metaworld-lite, metaworld-lite-v2, robosuite-lite, robosuite-lite-v2" in out.stderr
 
 
-def test_v2_sweep_knows_the_pretrained_video_policy_and_the_state_ceiling():
-    out = run("sample_efficiency.sh", "nope", "5:0", PROTOCOL="metaworld-lite-v2")
-    assert out.returncode == 2 and "known: bc, bc_state, diffusion, video_policy, video_policy_pretrained" in out.stderr
+@pytest.mark.parametrize("protocol", ["metaworld-lite-v2", "robosuite-lite-v2"])
+def test_v2_sweep_knows_the_pretrained_video_policy_and_the_state_ceilings(protocol):
+    out = run("sample_efficiency.sh", "nope", "5:0", PROTOCOL=protocol)
+    assert out.returncode == 2
+    assert "known: bc, bc_state, dp_state, diffusion, video_policy, video_policy_pretrained" in out.stderr
 
 
 def test_v2_sweep_unknown_recipe_variant_lists_the_recipes():
@@ -46,7 +49,12 @@ def test_v2_sweep_unknown_recipe_variant_lists_the_recipes():
 
 def test_recipe_variant_on_a_v1_protocol_is_refused():
     out = run("sample_efficiency.sh", "bc", "5:0", RECIPE="bc-lite-v2")  # default PROTOCOL: metaworld-lite
-    assert out.returncode == 2 and "recipe variants are Hydra recipes of metaworld-lite-v2" in out.stderr
+    assert out.returncode == 2 and "recipe variants are Hydra recipes of the version-2 protocols" in out.stderr
+
+
+def test_robosuite_v2_sweep_is_accepted_and_checks_its_dataset(tmp_path):
+    out = run("sample_efficiency.sh", "bc", "5:0", PROTOCOL="robosuite-lite-v2", DATA=str(tmp_path / "absent"))
+    assert out.returncode == 2 and f"no finished dataset at {tmp_path / 'absent'}" in out.stderr
 
 
 def test_missing_dataset_is_named(tmp_path):

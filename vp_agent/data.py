@@ -118,8 +118,8 @@ class DemoDataset(torch.utils.data.Dataset):
             from vp_envs import suite_spec
 
             suites = {m.get("settings", {}).get("suite", "metaworld") for m in self.manifests.values()}
-            dim = max(suite_spec(s).privileged_dim for s in suites)
-            self.states = [np.pad(x, ((0, 0), (0, dim - x.shape[1]))) for x in self.states]
+            spec = max((suite_spec(s) for s in suites), key=lambda sp: sp.privileged_dim)
+            self.states = [spec.pad_privileged(x).astype(np.float32) for x in self.states]
         if not self.actions:
             raise DatasetError(f"no episodes with actions in {[str(r) for r in roots]}"
                                + (f" for tasks {tasks}" if tasks else ""))

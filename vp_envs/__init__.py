@@ -22,6 +22,7 @@ from importlib import resources
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
+import numpy as np
 import yaml
 
 from vp_envs.experts import scripted_expert
@@ -87,6 +88,15 @@ class SuiteSpec:
     action_dim: int
     state_dims: dict
     privileged_dim: int
+
+    def pad_privileged(self, state) -> np.ndarray:
+        """``state`` (``(..., S)``, ``S <= privileged_dim``) zero-padded on its last axis to ``privileged_dim``
+        as float64: the one rule behind the evaluation runner's ``info["privileged_state"]`` and the
+        ``*_state`` policies' training data, so both read the same layout."""
+        state = np.asarray(state, np.float64)
+        if state.shape[-1] > self.privileged_dim:
+            raise ValueError(f"privileged state of size {state.shape[-1]} exceeds the suite's {self.privileged_dim}")
+        return np.pad(state, [(0, 0)] * (state.ndim - 1) + [(0, self.privileged_dim - state.shape[-1])])
 
 
 @functools.cache
