@@ -70,7 +70,7 @@ def curve(train_dir: Path, protocol: str, episodes: int = 5, split: str = "test"
         policy = load_policy_spec(str(path))
         check_observation_fit(proto, policy)
         rows = Runner(proto, policy, rollouts / f"step_{step:06d}", num_envs=num_envs, vector="sync",
-                      videos_per_cell=0, progress=False, episodes=eps).run()
+                      videos_per_cell=0, episodes=eps).run()  # a progress bar per snapshot
         ok = rows["success"].astype(bool) & (rows["error"].fillna("") == "")
         for task, g in rows.assign(ok=ok).groupby("task", sort=False):
             out.append({"step": step, "task": task, "episodes": len(g), "successes": int(g["ok"].sum()),
