@@ -670,8 +670,13 @@ def recipe_names() -> dict[str, str]:
             folder = Path(vp_agent.train.__file__).parent / "conf" / "recipe"
             with initialize_config_module(config_module="vp_agent.conf", version_base=None):
                 for path in sorted(folder.glob("*.yaml")):
-                    cfg = compose(config_name="train", overrides=[f"+recipe={path.stem}", "data=[x]"])
-                    _RECIPE_NAMES[training_recipe(OmegaConf.to_container(cfg, resolve=True))[1]] = path.stem
+                    cfg = OmegaConf.to_container(compose(config_name="train", overrides=[f"+recipe={path.stem}",
+                                                                                        "data=[x]"]), resolve=True)
+                    if cfg.get("precision") == "auto":  # runs record what auto resolved to (vp_agent.train)
+                        for ran, name in (("bf16", path.stem), ("fp32", f"{path.stem} (fp32)")):
+                            _RECIPE_NAMES[training_recipe({**cfg, "precision": ran})[1]] = name
+                    else:
+                        _RECIPE_NAMES[training_recipe(cfg)[1]] = path.stem
         except Exception:  # noqa: BLE001 - names are a convenience; the hash stays the identity
             _RECIPE_NAMES = {}
     return _RECIPE_NAMES

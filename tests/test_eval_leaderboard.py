@@ -398,9 +398,12 @@ def test_recipe_hashes_are_named_after_the_repository_recipe_that_composes_to_th
     with initialize_config_module(config_module="vp_agent.conf", version_base=None):
         cfg = compose(config_name="train", overrides=["+recipe=bc-lite-v2", "data=[d]", "seed=3",
                                                       "episodes_per_task=5", "threads=1", "out_dir=x"])
-    (tmp_path / "config.json").write_text(json.dumps({"policy": "bc", "config": {},
-                                                      "train_config": OmegaConf.to_container(cfg, resolve=True)}))
-    digest = training_record(tmp_path)["recipe_hash"]  # as a checkpoint of that recipe records it
-    assert recipe_names()[digest] == "bc-lite-v2" and recipe_label(digest) == f"bc-lite-v2, {digest}"
+    train_config = OmegaConf.to_container(cfg, resolve=True)
+    assert train_config["precision"] == "auto"  # vp-train records what auto resolved to on its machine
+    for ran, name in (("bf16", "bc-lite-v2"), ("fp32", "bc-lite-v2 (fp32)")):
+        (tmp_path / "config.json").write_text(json.dumps({"policy": "bc", "config": {},
+                                                          "train_config": {**train_config, "precision": ran}}))
+        digest = training_record(tmp_path)["recipe_hash"]  # as a checkpoint of that recipe records it
+        assert recipe_names()[digest] == name and recipe_label(digest) == f"{name}, {digest}"
     assert "vp-pretrained-aeft-lite-v2" in recipe_names().values()
     assert recipe_label("0123abcd") == "0123abcd"

@@ -69,10 +69,14 @@ class TrainConfig:
         grad_clip: clip the gradient's global norm to this (None = no clipping).
         keep_every: also keep the policy every N steps in ``checkpoints/step_<N>`` (weights only, no
             optimiser state) for learning curves (``python -m eval.curve``); None = only ``last``.
-        precision: ``fp32`` or ``bf16``: ``bf16`` runs the forward and backward pass under
+        precision: ``fp32``, ``bf16`` or ``auto``: ``bf16`` runs the forward and backward pass under
             ``torch.autocast(dtype=torch.bfloat16)`` with fp32 weights, optimiser and EMA (mixed precision). On
-            a CPU with AVX-512 BF16 (ours) it trains BC and Diffusion Policy about 1.5-2x faster per step at a
-            loss within a few percent of fp32 (``tests/test_precision.py``, ``docs/performance.md``).
+            a CPU with AVX-512 BF16 it trains BC and Diffusion Policy about 1.5-2x faster per step at a loss
+            within a few percent of fp32 (``tests/test_precision.py``, ``docs/performance.md``); on a CPU
+            without bf16 units (AVX2 only) torch emulates it, about 80x slower per matmul. ``auto`` (the v2
+            recipes) picks ``bf16`` where the device computes it natively (:func:`native_bf16`) and ``fp32``
+            elsewhere, and the run's saved config records the choice (the recipe hash is that of the
+            precision that ran).
         init_from: a stage checkpoint of another run of a multi-stage policy (``runs/x/checkpoints/vae``) to
             start from: it is copied in as this run's checkpoint of that stage, and training continues with
             the next stage (e.g. reuse one autoencoder for two video models).
@@ -110,12 +114,72 @@ for _preset, (_name, _factory) in PRESETS.items():  # e.g. policy=video_policy_g
 
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags of bf16 dot-product units (/proc/cpuinfo)
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (``flags`` on x86, ``Features`` on Arm); empty elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 in hardware (so bf16 autocast speeds training up), and why.
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: an x86 flag of bf16 dot-product units (AVX-512 BF16 or AMX)
+    or Arm's ``bf16`` feature in ``/proc/cpuinfo``. Without them torch emulates bf16: a 1024x1024 matmul ran at
+    0.9 GFLOP/s against fp32's 79 on an AVX2-only CPU (2026-12-06), so a bf16 recipe trained ~40x slower.
+    Flags, not a timing probe, so the choice is the same on every run on one machine."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"CUDA device {'supports' if ok else 'does not support'} bf16"
+    flags = _cpu_flags()
+    found = [f for f in (*BF16_CPU_FLAGS, "bf16") if f in flags]
+    if found:
+        return True, f"CPU flag {found[0]}"
+    return False, f"no bf16 units on this CPU (none of {', '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo)"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32`` (logged with the reason); ``fp32`` and
+    ``bf16`` as given (``bf16`` without bf16 units: a warning, it runs emulated); anything else: ValueError."""
+    if precision not in (*PRECISIONS, "auto"):
+        raise ValueError(f"unknown precision {precision!r}; known: auto, {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return precision
+    ok, why = native_bf16(device)
+    if precision == "auto":
+        log.info("precision=auto -> %s (%s)", "bf16" if ok else "fp32", why)
+        return "bf16" if ok else "fp32"
+    if not ok:
+        log.warning("precision=bf16 on a device without bf16 units (%s): torch emulates it, a step runs many "
+                    "times slower than fp32; precision=auto picks fp32 here", why)
+    return precision
+
+
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel for all tensors) where this torch supports it on the params' device (CPU from
+    torch 2.4, CUDA): one optimiser step of Video Policy's video stage took 5.8 ms instead of 26.9, Diffusion
+    Policy's 5.3 instead of 19.1 (one thread; weights then differ from the per-tensor loop's by ~1e-8 after 5
+    steps, and training stays deterministic). Falls back to torch's default loop elsewhere."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # fused not supported for this torch or device
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def autocast(device: torch.device, precision: str):
     """The context a training forward pass runs in: bf16 autocast for ``precision="bf16"``, else nothing."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+        raise ValueError(f"unknown precision {precision!r}; known: auto, {', '.join(PRECISIONS)}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -157,6 +221,10 @@ def train(cfg) -> Path:
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # before anything is saved: checkpoints record (and recipe hashes cover) the precision that runs
+    resolved = resolve_precision(cfg.get("precision", "fp32"), device)
+    if resolved != cfg.get("precision", "fp32"):
+        cfg.precision = resolved
     name = cfg.policy.name
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
@@ -265,7 +333,7 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
     dataset.set_text_embeddings(policy.text_encoder.encode(dataset.instructions))
     policy.train()
     params = policy.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    optimizer = adamw(params, lr, config.weight_decay)
     ema = None
     if getattr(config, "ema_power", None):  # over the weights this stage trains (all of them, single-stage)
         from diffusers.training_utils import EMAModel
@@ -285,8 +353,7 @@ def _train_stage(cfg, name, config, dataset, device, policy, stage, steps, batch
         writer = SummaryWriter(str(out / "tensorboard"))
 
     # ---- loop
-    precision = cfg.get("precision", "fp32")
-    autocast(device, precision)  # an unknown name fails here, before the first step
+    precision = cfg.get("precision", "fp32")  # resolved at the start (auto -> fp32 or bf16)
     pool = torch.as_tensor(dataset.indices(stage)) if hasattr(dataset, "indices") else None
     losses, t0, log_path = [], time.time(), out / "train_log.jsonl"
     desc = f"vp-train {name}" + (f" [{stage}]" if stage else "")
