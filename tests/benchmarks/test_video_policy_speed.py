@@ -13,6 +13,9 @@ Note the work differs: a Video Policy chunk also generates (and decodes) 4 video
 16 actions as DP does.
 """
 
+import os
+import time
+
 import pytest
 import torch
 
@@ -155,3 +158,53 @@ def test_batched_slots_ratio(benchmark):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     print(f"\nVideo Policy chunk per slot, 8 slots batched / 1 slot: {ratio:.2f}x")
     assert ratio < 0.6
+
+
+@pytest.mark.skipif(not os.environ.get("VP_BENCH_COMPILE"), reason="compiling takes minutes: set VP_BENCH_COMPILE=1")
+def test_compiled_video_unet_against_eager(benchmark, demos):
+    """Would ``torch.compile`` of the video U-Net (inductor, CPU, dynamic batch) buy the chunk-latency target
+    (a lock-step chunk within 3x Diffusion Policy's)? One run: DP's chunk and Video Policy's eager chunk at 1 and
+    8 env slots, then the compiled one, with each first call's compile time; the actions must match eager's."""
+    dp, dds = _dp(demos)
+    dp.eval()
+    item = dds[0]
+    dp_batch = {k: item[k][None] for k in ("image", "state", "text")}
+    policy, ds = _vp(demos)
+    policy.eval()
+    item = ds[0]
+
+    def batch(slots):
+        return {k: item[k][None].expand(slots, *item[k].shape).contiguous() for k in ("image", "state", "text")}
+
+    def fastest(fn, rounds=3):
+        fn()
+        best = float("inf")
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def chunk(slots):
+        torch.manual_seed(0)
+        return policy.predict_action_chunk(batch(slots))
+
+    info = {}
+    with torch.no_grad():
+        info["dp_ms"] = fastest(lambda: dp.predict_action_chunk(dp_batch)) * 1e3
+        eager = {n: chunk(n) for n in (1, 8)}
+        for n in (1, 8):
+            info[f"eager_{n}_ms"] = fastest(lambda: chunk(n)) * 1e3
+        policy.unet = torch.compile(policy.unet, dynamic=True)
+        for n in (1, 8):
+            t0 = time.perf_counter()
+            torch.testing.assert_close(chunk(n), eager[n], rtol=0, atol=1e-4)
+            info[f"compile_{n}_s"] = time.perf_counter() - t0
+            info[f"compiled_{n}_ms"] = fastest(lambda: chunk(n)) * 1e3
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    info.update({"eager_1_over_dp": info["eager_1_ms"] / info["dp_ms"],
+                 "compiled_1_over_dp": info["compiled_1_ms"] / info["dp_ms"],
+                 "compiled_speedup_1": info["eager_1_ms"] / info["compiled_1_ms"],
+                 "compiled_speedup_8": info["eager_8_ms"] / info["compiled_8_ms"]})
+    benchmark.extra_info.update({k: round(v, 3) for k, v in info.items()})
+    print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in info.items()))
