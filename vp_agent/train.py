@@ -76,7 +76,7 @@ class TrainConfig:
             without bf16 units (AVX2 only) torch emulates it, about 80x slower per matmul. ``auto`` (the v2
             recipes) picks ``bf16`` where the device computes it natively (:func:`native_bf16`) and ``fp32``
             elsewhere, and the run's saved config records the choice (the recipe hash is that of the
-            precision that ran).
+            precision that ran; a run resumed on another kind of machine goes on in that machine's).
         init_from: a stage checkpoint of another run of a multi-stage policy (``runs/x/checkpoints/vae``) to
             start from: it is copied in as this run's checkpoint of that stage, and training continues with
             the next stage (e.g. reuse one autoencoder for two video models).
@@ -166,9 +166,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW, fused (one kernel for all tensors) where this torch supports it on the params' device (CPU from
-    torch 2.4, CUDA): one optimiser step of Video Policy's video stage took 5.8 ms instead of 26.9, Diffusion
-    Policy's 5.3 instead of 19.1 (one thread; weights then differ from the per-tensor loop's by ~1e-8 after 5
-    steps, and training stays deterministic). Falls back to torch's default loop elsewhere."""
+    torch 2.4, CUDA): an optimiser step over Video Policy's video stage took 5.1 ms instead of 32.5, over
+    Diffusion Policy 7.6 instead of 29.6 (``tests/benchmarks/test_training_efficiency.py -k fused``; weights
+    differ from the per-tensor loop's by rounding, training stays deterministic). Falls back to torch's
+    default loop elsewhere."""
     params = list(params)
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -179,7 +180,8 @@ def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
 def autocast(device: torch.device, precision: str):
     """The context a training forward pass runs in: bf16 autocast for ``precision="bf16"``, else nothing."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; known: auto, {', '.join(PRECISIONS)}")
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)} "
+                         "(resolve auto with resolve_precision first)")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
