@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vp_agent import make_policy
 from vp_agent.data import DemoDataset
-from vp_agent.train import _batch, autocast, native_bf16, resolve_precision
+from vp_agent.train import _batch, adamw, autocast, native_bf16, resolve_precision
 from vp_envs.datagen import generate
 
 BATCH = 32
@@ -95,7 +95,7 @@ def test_bf16_training_step_against_fp32_and_the_matmul_roofline(benchmark, demo
     torch.manual_seed(0)
     policy = make_policy(name, settings, ds.stats, ds.state_dim, ds.action_dim)
     ds.set_text_embeddings(policy.text_encoder.encode(ds.instructions))
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    opt = adamw(policy.parameters(), 1e-4, 0.0)  # as vp-train steps
     batch = _batch(ds, torch.randint(len(ds), (BATCH,)), CPU)
 
     info = _bf16_against_fp32(benchmark, policy, opt, batch, BATCH, 4)
@@ -161,7 +161,7 @@ def test_video_policy_stage_efficiency(benchmark, demos, stage):
     policy.set_stage(stage)
     policy.train()
     size = cfg.stage_batch[stage]
-    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
+    opt = adamw(policy.trainable_parameters(), 1e-4, 0.0)
     batch = _batch(ds, torch.randint(len(ds), (size,)), CPU)
 
     info = _bf16_against_fp32(benchmark, policy, opt, batch, size, 3)
@@ -176,8 +176,6 @@ def test_fused_adamw_step_against_the_per_tensor_loop(benchmark, demos, name):
     """vp-train's optimiser step (``vp_agent.train.adamw``: torch's fused AdamW) against torch's default
     per-tensor loop, over the weights of Diffusion Policy and of Video Policy's video stage (424 small
     tensors), same run. The fused step must be the faster; the ratio is reported."""
-    from vp_agent.train import adamw
-
     settings = {"text_encoder": "hashing", "camera": "corner4"}
     ds = DemoDataset([demos], camera="corner4")
     torch.manual_seed(0)

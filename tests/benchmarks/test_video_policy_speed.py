@@ -21,7 +21,7 @@ import torch
 
 from vp_agent import make_policy
 from vp_agent.data import DemoDataset, VideoDataset
-from vp_agent.train import _batch
+from vp_agent.train import _batch, adamw
 from vp_envs.datagen import generate
 
 TIMES: dict[str, float] = {}
@@ -88,7 +88,7 @@ def test_chunk_latency_video_policy(benchmark, demos, variant):
 
 def _train_step(benchmark, policy, ds, idx, key):
     policy.train()
-    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-4)
+    opt = adamw(policy.trainable_parameters(), 1e-4, 0.0)  # as vp-train steps
     batch = _batch(ds, idx, "cpu")
 
     def step():
