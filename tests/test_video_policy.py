@@ -494,3 +494,61 @@ def test_learning_curve_places_the_final_checkpoint_at_the_end_of_the_action_sta
     a = load_file(str(found[-1][1] / "model.safetensors"))
     b = load_file(str(last / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("feature_steps", [None, 2])
+def test_each_action_step_reads_the_pooled_features_of_its_video_pass(data, feature_steps):
+    """sample() runs the video chain first and pools every pass's features in one batched call; each action step
+    must still get what pooling right after its pass gives (the last pass's, past ``feature_steps``)."""
+    policy, ds = _policy(data, feature_steps=feature_steps)
+    policy.eval()
+    item = ds[3]
+    passes, given, video, action = [], [], policy._video_denoise, policy._action_denoise
+
+    def record_video(x, sigma, cond, text):
+        out = video(x, sigma, cond, text)
+        passes.append(policy._read_features(sigma, len(x)))  # pooled on its own, right after the pass
+        return out
+
+    def record_action(a, sigma, features, text, state):
+        given.append(features.clone())
+        return action(a, sigma, features, text, state)
+
+    policy._video_denoise, policy._action_denoise = record_video, record_action
+    with torch.no_grad():
+        policy.sample(item["image"][None], item["text"][None], item["state"][None], noise_seeds=[7])
+    steps = policy.config.num_inference_steps
+    assert len(passes) == (feature_steps or steps) and len(given) == steps
+    for i, features in enumerate(given):
+        torch.testing.assert_close(features, passes[min(i, len(passes) - 1)], atol=1e-5, rtol=1e-5)
+
+
+def test_one_token_cross_attention_shortcut_matches_diffusers_attention(data):
+    """With one text token, cross-attention is to_out(to_v(text)) at every query; at inference the video U-Net
+    takes that shortcut (OneTokenCrossAttnProcessor), in training diffusers' own attention runs unchanged."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from vp_agent.policies.video_policy.modeling_video_policy import OneTokenCrossAttnProcessor
+
+    policy, ds = _policy(data)
+    item = ds[3]
+    lat = item["latents"][None, 0, 1:][None].flatten(1, 2)  # (1, F, C, h, w)
+    cond = policy._conditioning_latent(item["latents"][None, :, 0])
+    sigma, text = torch.tensor([1.5]), item["text"][None]
+    cross = [m for n, m in policy.unet.named_modules() if n.endswith("attn2")]
+    assert cross and all(isinstance(m.processor, OneTokenCrossAttnProcessor) for m in cross)
+    policy.eval()
+    with torch.no_grad():
+        fast = policy._video_denoise(lat, sigma, cond, text)
+        fast_features = {k: v.clone() for k, v in policy._features.items()}
+        for m in cross:
+            m.set_processor(AttnProcessor2_0())
+        plain = policy._video_denoise(lat, sigma, cond, text)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)  # float rounding: one row projected, not N
+    for k, v in policy._features.items():
+        torch.testing.assert_close(fast_features[k], v, atol=1e-5, rtol=1e-4)
+    for m in cross:
+        m.set_processor(OneTokenCrossAttnProcessor())
+    policy.train()
+    policy._video_denoise(lat, sigma, cond, text).square().mean().backward()  # training: the full attention
+    assert all(m.to_q.weight.grad is not None for m in cross)

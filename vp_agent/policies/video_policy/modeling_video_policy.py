@@ -49,6 +49,32 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
+class OneTokenCrossAttnProcessor:
+    """Cross-attention over a single context token, at inference: softmax over one key is exactly 1, so the
+    output is ``to_out(to_v(context))`` for every query, whatever the queries and keys; this skips the query and
+    key projections and the attention call (the video U-Net reads one text token per frame). Anything else
+    (more tokens, a mask, a norm on the context, 4-D inputs, a module in training mode or gradients being taken,
+    so that training, the action stage's no-grad video pass included, stays bit for bit what diffusers' own
+    processor computes) goes to diffusers' ``AttnProcessor2_0``."""
+
+    def __init__(self):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.fallback = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        if (encoder_hidden_states is None or encoder_hidden_states.shape[1] != 1 or attention_mask is not None
+                or hidden_states.ndim != 3 or attn.norm_cross or attn.spatial_norm is not None
+                or attn.group_norm is not None or attn.training or torch.is_grad_enabled()):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        out = attn.to_out[1](attn.to_out[0](attn.to_v(encoder_hidden_states)))  # (B, 1, dim)
+        out = out.to(hidden_states.dtype).expand(-1, hidden_states.shape[1], -1)
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
 class FeaturePooler(nn.Module):
     """(B, C, F, h, w) video U-Net features + noise embedding -> (B, out) : two 3-D convs, FiLM by the noise
     level in between, then a pool (the paper's small 3-D conv net per block and camera).
@@ -106,6 +132,9 @@ class VideoPolicy(TorchPolicy):
         self.register_buffer("latent_std", torch.ones(lc))
         self.register_buffer("latent_fitted", torch.tensor(False))
         self.unet = self._make_unet(c, lc)
+        for name, module in self.unet.named_modules():  # the text is one cross-attention token
+            if name.endswith("attn2"):
+                module.set_processor(OneTokenCrossAttnProcessor())
         ctx = self.unet.config.cross_attention_dim
         ctx = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
         self.text_proj = nn.Identity() if ctx == self.text_encoder.dim else nn.Linear(self.text_encoder.dim, ctx)
@@ -328,6 +357,14 @@ class VideoPolicy(TorchPolicy):
                 pooled.append(self.poolers[name](f[:, k], noise))
         return self.fuse(torch.cat(pooled, -1))
 
+    def _read_features_batched(self, stash: list[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> list[torch.Tensor]:
+        """:meth:`_read_features` of several video passes in one batched call: ``stash`` holds each pass's hooked
+        features and its per-row sigma (all passes the same number of rows); returns one (rows, feature_dim)
+        tensor per pass, as calling :meth:`_read_features` after each pass would (up to float rounding)."""
+        rows = len(stash[0][1])
+        self._features = {k: torch.cat([f[k] for f, _ in stash]) for k in stash[0][0]}
+        return list(self._read_features(torch.cat([s for _, s in stash]), rows * len(stash)).split(rows))
+
     def _action_denoise(self, a, sigma, features, text, state):
         c_skip, c_out, c_in = self._precond(sigma, a.ndim)
         parts = [features, text] + ([state.flatten(1)] if self.config.use_state else [])
@@ -416,25 +453,34 @@ class VideoPolicy(TorchPolicy):
             text2 = torch.cat([text, torch.zeros_like(text)])
             cond2 = torch.cat([cond_latent, torch.zeros_like(cond_latent)])
             state2 = torch.cat([state, state])
-        feats = None
+        # The video chain never reads the actions, so it runs first, keeping the hooked U-Net features of every
+        # step; the poolers then read all steps in one batched call (at one env slot 3x faster than a call per
+        # step: tests/benchmarks/test_video_policy_speed.py), and the action chain runs on the pooled features.
+        stash: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []  # (features, sigma) per video pass
+        read: list[int] = []  # step -> index into stash of the features its action step reads
         denoised_x = x
         for i, t in enumerate(video_sched.timesteps):
             sigma = video_sched.sigmas[i].to(dev).expand(b)
             if real_future is not None:  # features of the real future at this noise level
                 self._video_denoise(real_future + sigma.view(-1, 1, 1, 1, 1) * eps, sigma, cond_latent, text)
-                feats = self._read_features(sigma, b)
+                stash.append((dict(self._features), sigma))
             elif c.feature_steps is None or i < c.feature_steps:
                 if guided:
                     d = self._video_denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), cond2, text2)
                     denoised_x = d[b:] + c.guidance * (d[:b] - d[b:])
-                    feats = self._read_features(torch.cat([sigma, sigma]), 2 * b)
+                    stash.append((dict(self._features), torch.cat([sigma, sigma])))
                 else:
                     denoised_x = self._video_denoise(x, sigma, cond_latent, text)
-                    feats = self._read_features(sigma, b)
+                    stash.append((dict(self._features), sigma))
                 # The denoisers apply EDM's c_in themselves; this call only marks the step as scaled, without
                 # which diffusers' step() logs a warning every call. Its return value is not the model input.
                 video_sched.scale_model_input(x, t)
                 x = video_sched.step(denoised_x, t, x, pred_original_sample=denoised_x).prev_sample
+            read.append(len(stash) - 1)
+        pooled = self._read_features_batched(stash)
+        for i, t in enumerate(action_sched.timesteps):
+            sigma = action_sched.sigmas[i].to(dev).expand(b)
+            feats = pooled[read[i]]
             if guided:
                 da = self._action_denoise(torch.cat([a, a]), torch.cat([sigma, sigma]), feats, text2, state2)
                 denoised_a = da[b:] + c.guidance * (da[:b] - da[b:])
