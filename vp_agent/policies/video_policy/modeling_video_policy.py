@@ -454,8 +454,9 @@ class VideoPolicy(TorchPolicy):
             cond2 = torch.cat([cond_latent, torch.zeros_like(cond_latent)])
             state2 = torch.cat([state, state])
         # The video chain never reads the actions, so it runs first, keeping the hooked U-Net features of every
-        # step; the poolers then read all steps in one batched call (at one env slot 3x faster than a call per
-        # step: tests/benchmarks/test_video_policy_speed.py), and the action chain runs on the pooled features.
+        # step; the poolers then read all steps in one batched call (at one env slot about 3x faster than a call
+        # per step: `pytest tests/benchmarks/test_video_policy_speed.py -k pooling -s`), and the action chain runs
+        # on the pooled features.
         stash: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []  # (features, sigma) per video pass
         read: list[int] = []  # step -> index into stash of the features its action step reads
         denoised_x = x
