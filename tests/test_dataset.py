@@ -61,6 +61,40 @@ def test_action_free_video_has_no_actions(tmp_path):
     assert not files["drawer-open-v3"].attrs["has_actions"]
 
 
+def test_action_noise_records_the_experts_action_on_a_perturbed_path(tmp_path, demo_dir):
+    """DART (--action-noise): the states leave the clean demo's path, each recorded action is what the expert
+    says in the state it was in (not the executed, noisy one), the gripper command is never perturbed, the
+    recording is reproducible, and a noise-free dataset's settings hash is what it was before the option."""
+    import vp_envs
+
+    generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "a", size=16, max_steps=200, action_noise=0.3,
+             progress=False)
+    noisy = open_dataset(tmp_path / "a")["reach-v3"].episode(0)
+    clean = TaskFile(demo_dir / "reach-v3.hdf5").episode(0)
+    assert noisy.seed == clean.seed
+    n = min(len(noisy.actions), len(clean.actions))
+    assert not np.allclose(noisy.privileged_state[1:n], clean.privileged_state[1:n])
+    env = vp_envs.make("vp/metaworld-reach-v3", cameras=())
+    expert = vp_envs.scripted_expert(env)
+    obs, info = env.reset(options={"episode": 0})
+    np.testing.assert_allclose(info["privileged_state"], noisy.privileged_state[0])
+    for t in range(5):  # the expert, put in each recorded state, gives the recorded action
+        expert_action = expert(obs, {**info, "privileged_state": noisy.privileged_state[t]})
+        np.testing.assert_allclose(noisy.actions[t], expert_action, atol=1e-6)
+        obs, _, _, _, info = env.step(noisy.actions[t])  # the clean action: the path then differs from the data
+    assert not np.allclose(info["privileged_state"], noisy.privileged_state[5])
+    env.close()
+    generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "b", size=16, max_steps=200, action_noise=0.3,
+             progress=False)
+    again = open_dataset(tmp_path / "b")["reach-v3"].episode(0)
+    np.testing.assert_array_equal(again.actions, noisy.actions)
+    settings = json.loads((tmp_path / "a" / "manifest.json").read_text())["settings"]
+    assert settings["action_noise"] == 0.3
+    assert "action_noise" not in json.loads((demo_dir / "manifest.json").read_text())["settings"]
+    with pytest.raises(ValueError, match="action-noise"):
+        generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "c", action_noise=-0.1, progress=False)
+
+
 def test_failed_expert_episodes_are_counted_and_left_out(tmp_path):
     # Five steps are too few for any expert: every episode fails.
     generate("metaworld", ["pick-place-v3"], "train", 2, tmp_path / "a", size=16, max_steps=5,

@@ -53,15 +53,29 @@ def resolve_tasks(suite: str, names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def rollout(env, expert, episode_index: int) -> Episode:
-    """One expert episode from the split's seed for ``episode_index``."""
+def rollout(env, expert, episode_index: int, action_noise: float = 0.0) -> Episode:
+    """One expert episode from the split's seed for ``episode_index``.
+
+    ``action_noise`` > 0 (DART, Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of
+    that standard deviation on every dimension but the last (the gripper), clipped to the action range, while
+    the dataset records the expert's own action. The experts are closed-loop, so the demos then visit states a
+    little off the expert's path together with the action that steers back: what a learned policy, which never
+    follows the expert exactly, needs to recover. The noise is drawn from a generator seeded by the episode's
+    index, so a recording is reproducible."""
     obs, info = env.reset(options={"episode": episode_index})
+    rng = np.random.default_rng([episode_index, 0xDA27]) if action_noise > 0 else None
+    low, high = env.action_space.low, env.action_space.high
     frames = {c: [obs["pixels"][c]] for c in env.unwrapped.cameras}
     states, priv, actions, rewards, successes = [obs["state"]], [info["privileged_state"]], [], [], []
     done = False
     while not done:
         action = expert(obs, info)
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if rng is not None:
+            noise = rng.normal(0.0, action_noise, size=np.shape(action)).astype(np.float32)
+            noise[-1] = 0.0  # the gripper command stays the expert's
+            executed = np.clip(action + noise, low, high).astype(np.asarray(action).dtype)
+        obs, reward, terminated, truncated, info = env.step(executed)
         for c in frames:
             frames[c].append(obs["pixels"][c])
         states.append(obs["state"])
@@ -79,18 +93,23 @@ def rollout(env, expert, episode_index: int) -> Episode:
 def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str | Path, *,
              level: int | None = None, cameras: tuple[str, ...] | None = None, size: int = 64,
              max_steps: int = 500, drop_actions: bool = False, keep_failed: bool = False,
-             max_attempts: int | None = None, progress: bool = True) -> dict:
-    """Write a dataset of ``episodes`` kept episodes per task to ``out``; returns the manifest."""
+             max_attempts: int | None = None, action_noise: float = 0.0, progress: bool = True) -> dict:
+    """Write a dataset of ``episodes`` kept episodes per task to ``out``; returns the manifest.
+    ``action_noise``: see :func:`rollout` (0: the expert's own actions are executed)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(suite, tasks)
     vp_envs.load_splits(suite).split(split)  # fail early on a bad split name
     if episodes <= 0:
         raise ValueError(f"--episodes must be positive; got {episodes}")
+    if not 0.0 <= action_noise < 1.0:
+        raise ValueError(f"--action-noise must be in [0, 1) (a standard deviation in action units); got {action_noise}")
     max_attempts = max_attempts or 2 * episodes + 5
     settings = dict(suite=suite, split=split, level=level, episodes=episodes, size=size, max_steps=max_steps,
                     cameras=list(cameras) if cameras else None, drop_actions=drop_actions,
                     keep_failed=keep_failed, max_attempts=max_attempts, generator_version=GENERATOR_VERSION)
+    if action_noise:  # only when used, so that the settings hash of every earlier dataset stays what it was
+        settings["action_noise"] = action_noise
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -129,7 +148,7 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
         while len(kept) < episodes and tried < max_attempts:
             tried += 1
             try:
-                ep = rollout(env, expert, index)
+                ep = rollout(env, expert, index, action_noise)
             except Exception as exc:  # noqa: BLE001 - one broken episode must not end the run
                 errors += 1
                 error_log.append(f"episode {index}: {type(exc).__name__}: {exc}")
@@ -193,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-actions", action="store_true", help="drop actions: an action-free video dataset")
     p.add_argument("--keep-failed", action="store_true", help="keep episodes the expert failed")
     p.add_argument("--max-attempts", type=int, default=None, help="episodes tried per task (default: 2N+5)")
+    p.add_argument("--action-noise", type=float, default=0.0,
+                   help="DART: execute the expert's action plus Gaussian noise of this std (not on the gripper), "
+                        "record the expert's own action (default: 0, no noise)")
     return p
 
 
@@ -203,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = generate(args.suite, args.tasks, args.split, args.episodes, args.out, level=args.level,
                             cameras=args.cameras, size=args.size, max_steps=args.max_steps,
                             drop_actions=args.no_actions, keep_failed=args.keep_failed,
-                            max_attempts=args.max_attempts)
+                            max_attempts=args.max_attempts, action_noise=args.action_noise)
     except ValueError as exc:
         print(f"vp-data: error: {exc}", file=sys.stderr)
         return 2
