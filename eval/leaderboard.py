@@ -99,16 +99,31 @@ def run_training(source: str | Path) -> dict | None:
     return policy.get("training") if isinstance(policy, dict) else None
 
 
+def _experts_label(versions: dict) -> str:
+    """``{"Stack": 2}`` -> ``Stack v2``: the scripted experts past version 1 behind a row."""
+    return ", ".join(f"{t} v{v}" for t, v in sorted(versions.items()))
+
+
+def _demos_key(training: dict) -> str:
+    """``/demos:Stack-v2`` when the demos came from an expert past version 1, else ``""``: appended to a recipe
+    hash so that runs trained on two versions of the demos are never pooled as seeds of one recipe."""
+    versions = training.get("demo_experts") or {}
+    return ("/demos:" + ",".join(f"{t}-v{v}" for t, v in sorted(versions.items()))) if versions else ""
+
+
 def run_method(run_dir: Path, policy: str) -> str:
     """The method of a run: ``expert`` / ``random`` for the references, else the trained method its
     ``manifest.json`` records (``bc``, ``bc_state``, ``diffusion``, ``video_policy``), else ``other``."""
     if policy in ("expert", "random"):
-        return policy
+        versions = (run_manifest(run_dir / "episodes.parquet").get("policy") or {}).get("expert_versions")
+        return policy + (f" ({_experts_label(versions)})" if versions else "")
     training = run_training(run_dir / "episodes.parquet") or {}
     method = training.get("method")
     if method:
         inference = training.get("inference") or {}
         return (str(method) + (f" ({training['image_ablation']} image)" if training.get("image_ablation") else "")
+                + (f" (demos: {_experts_label(training['demo_experts'])} expert)"
+                   if training.get("demo_experts") else "")
                 + (" (" + ", ".join(f"{k}={v}" for k, v in inference.items()) + ")" if inference else "")
                 + (f" {TRAIN_MODE_MARK}" if evaluated_in_training_mode(run_dir / "episodes.parquet") else ""))
     try:  # runs made before the record had the method: read the checkpoint's own config
@@ -208,7 +223,8 @@ def _run_key(source: str, g: pd.DataFrame) -> str:
     training = run_training(source)
     if training and training.get("recipe_hash"):
         extra = " + action-free video" if training.get("action_free_data") else ""
-        return (f"{METHOD_NAMES.get(training['method'], training['method'])} (recipe {training['recipe_hash']}, "
+        return (f"{METHOD_NAMES.get(training['method'], training['method'])} (recipe {training['recipe_hash']}"
+                f"{_demos_key(training)}, "
                 f"{training.get('episodes_per_task')} demos/task, seed {training.get('seed')}{extra})")
     return f"`{g['policy'].iloc[0]}`"
 
@@ -598,7 +614,8 @@ def training_runs(rows: pd.DataFrame, split: str = REFERENCE_SPLIT) -> pd.DataFr
         ok = g["success"].astype(bool) & (g["error"].fillna("") == "")
         out.append({"protocol": g["protocol"].iloc[0], "protocol_version": int(g["protocol_version"].iloc[0]),
                     "method": training["method"],
-                    "recipe_hash": training["recipe_hash"], "episodes_per_task": int(training["episodes_per_task"]),
+                    "recipe_hash": training["recipe_hash"] + _demos_key(training),
+                    "episodes_per_task": int(training["episodes_per_task"]),
                     "seed": training["seed"], "policy": g["policy"].iloc[0], "episodes": len(g),
                     "successes": int(ok.sum()), "source": source,
                     "video_model_sha256": training.get("video_model_sha256") or ""})

@@ -73,7 +73,18 @@ class ExpertPolicy(Policy):
     def __init__(self, spec: str = "expert"):
         self.spec = spec
         self.checkpoint_hash = sha256_text(spec)
+        self.expert_versions: dict[str, int] = {}
         self._experts: dict[tuple[int, str, str], Callable] = {}
+
+    def bind_protocol(self, protocol) -> None:
+        """Hash the experts a protocol's tasks get: where one is past version 1
+        (:func:`vp_envs.expert_versions`, e.g. robosuite's Stack) the hash names it, so rows of two versions of
+        an expert never share a run dir or a leaderboard row; protocols of first-version experts keep the hash
+        of ``spec`` alone. The runner calls this before any rollout."""
+        import vp_envs
+
+        self.expert_versions = vp_envs.expert_versions(protocol.suite, [*protocol.tasks, *protocol.held_out])
+        self.checkpoint_hash = sha256_text(self.spec + "".join(f"|{t}=v{v}" for t, v in self.expert_versions.items()))
 
     def reset(self, env_ids=None):
         if env_ids is None:
@@ -414,11 +425,15 @@ def training_record(path: Path) -> dict[str, Any] | None:
         per_task = budget if per_task is None else min(budget, per_task)
     recipe, recipe_hash = training_recipe(train)
     demo_tasks = sorted({t for r, m in datasets.items() if r not in action_free for t in m.get("tasks", {})})
+    # experts past version 1 behind the demos (vp-data records them per task; none: every expert as first shipped)
+    demo_experts = {t: int(e["expert_version"]) for m in datasets.values() for t, e in m.get("tasks", {}).items()
+                    if isinstance(e, dict) and e.get("expert_version", 1) != 1}
     wanted = set(train.get("tasks") or ())  # vp-train tasks=[...] keeps only those of the datasets
     if wanted:
         demo_tasks = [t for t in demo_tasks if t in wanted]
     return {"method": checkpoint_method(cfg), "episodes_per_task": per_task, "seed": train.get("seed"),
             "action_free_data": action_free, "demo_tasks": demo_tasks,
+            **({"demo_experts": dict(sorted(demo_experts.items()))} if demo_experts else {}),
             "image_sizes": sorted({int(m["settings"]["size"]) for m in datasets.values()
                                    if isinstance(m.get("settings", {}).get("size"), int)}),
             "trained_steps": cfg.get("trained_steps"),

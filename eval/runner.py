@@ -203,6 +203,8 @@ class Runner:
         if vector not in VECTOR_MODES:
             raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
         self.protocol, self.policy, self.run_dir = protocol, policy, Path(run_dir)
+        if hasattr(policy, "bind_protocol"):  # the expert hashes the versions of the experts it will play
+            policy.bind_protocol(protocol)
         self.action_dim = vp_envs.suite_spec(protocol.suite).action_dim
         self.num_envs, self.vector = num_envs, vector
         self.videos_per_cell = videos_per_cell if protocol.cameras else 0
@@ -258,7 +260,9 @@ class Runner:
             "protocol": {"name": self.protocol.name, "version": self.protocol.version,
                          "sha256": self.protocol.sha256, "source": self.protocol.source},
             "policy": {"spec": self.policy.spec, "checkpoint_hash": self.policy.checkpoint_hash,
-                       "training": self.policy.training_record},
+                       "training": self.policy.training_record,
+                       **({"expert_versions": self.policy.expert_versions}
+                          if getattr(self.policy, "expert_versions", None) else {})},
             "episodes_total": len(self.episodes),
             "protocol_episodes_total": len(self.protocol.episodes()),  # > episodes_total: a partial run
             "sessions": sessions + [session],

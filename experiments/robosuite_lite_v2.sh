@@ -13,7 +13,7 @@
 # RANDOM_SPLITS="[test]" limits the random row to those splits (a random episode runs all 400 steps).
 # Results land in results/runs/robosuite-lite-v2/<method>[-s<seed>]; checkpoints in runs/train/rs2-<method>[-s<seed>].
 set -euo pipefail
-source "$(dirname "$0")/recipes.sh"  # recorded, set_camera
+source "$(dirname "$0")/recipes.sh"  # set_camera
 method=$1
 splits=${2:-}
 seed=${3:-0}
@@ -25,9 +25,10 @@ if [ "$method" != references ] && [ ! -f "vp_agent/conf/recipe/$method-lite-v2.y
   echo "unknown method '$method'; known: references $(cd vp_agent/conf/recipe && ls *-lite-v2.yaml | sed 's/-lite-v2.yaml$//' | tr '\n' ' ')" >&2
   exit 2
 fi
-# the demonstrations: train-split episodes, whose seeds no evaluated split uses
-recorded $data || vp-data --suite robosuite --tasks Lift Stack --episodes 25 --cameras agentview --size 96 \
-  --max-steps 250 --out $data
+# the demonstrations: train-split episodes, whose seeds no evaluated split uses, from the latest experts (Stack:
+# version 2, a carry without the lift -> carry jump). vp-data skips a finished dataset in a second, and refuses
+# one recorded with another expert version (e.g. before 2026-12-07): delete it, and it records the new demos
+vp-data --suite robosuite --tasks Lift Stack --episodes 25 --cameras agentview --size 96 --max-steps 250 --out $data
 if [ "$method" = references ]; then
   python -m vp_envs.observability --protocol $protocol --out results/observability/$protocol.csv
   vp-eval policy=expert protocol=$protocol run_dir=$out/expert

@@ -95,6 +95,24 @@ def test_action_noise_records_the_experts_action_on_a_perturbed_path(tmp_path, d
         generate("metaworld", ["reach-v3"], "train", 1, tmp_path / "c", action_noise=-0.1, progress=False)
 
 
+def test_expert_version_is_recorded_per_task_and_stale_demos_are_refused(tmp_path):
+    """vp-data records, per task, an expert past version 1 (robosuite's Stack: 2), leaves first versions
+    unrecorded (so older datasets read the same), and refuses to extend a dataset whose demos came from another
+    version of an expert, naming the task; --expert-version 1 remakes the old demos."""
+    out = tmp_path / "rs"
+    kw = dict(size=16, max_steps=3, keep_failed=True, max_attempts=1, progress=False)
+    generate("robosuite", ["Stack"], "train", 1, out, expert_version=1, **kw)
+    assert "expert_version" not in json.loads((out / "manifest.json").read_text())["tasks"]["Stack"]
+    generate("robosuite", ["Stack"], "train", 1, out, expert_version=1, **kw)  # the same: skipped
+    with pytest.raises(ValueError, match=r"another version of the scripted expert: Stack \(recorded with version 1, "
+                                         r"wanted 2\)"):
+        generate("robosuite", ["Stack"], "train", 1, out, **kw)
+    generate("robosuite", ["Stack"], "train", 1, tmp_path / "v2", **kw)
+    assert json.loads((tmp_path / "v2" / "manifest.json").read_text())["tasks"]["Stack"]["expert_version"] == 2
+    with pytest.raises(ValueError, match="expert-version"):
+        generate("robosuite", ["Stack"], "train", 1, tmp_path / "c", expert_version=0, **kw)
+
+
 def test_failed_expert_episodes_are_counted_and_left_out(tmp_path):
     # Five steps are too few for any expert: every episode fails.
     generate("metaworld", ["pick-place-v3"], "train", 2, tmp_path / "a", size=16, max_steps=5,

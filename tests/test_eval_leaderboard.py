@@ -407,3 +407,27 @@ def test_recipe_hashes_are_named_after_the_repository_recipe_that_composes_to_th
         assert recipe_names()[digest] == name and recipe_label(digest) == f"{name}, {digest}"
     assert "vp-pretrained-aeft-lite-v2" in recipe_names().values()
     assert recipe_label("0123abcd") == "0123abcd"
+
+
+def test_rows_say_which_expert_version_made_them(tmp_path):
+    """A row trained on demos of an expert past version 1 (robosuite's Stack v2) says so, and its recipe key
+    keeps it from being pooled with seeds trained on the first version's demos; the expert's own row names its
+    version. Rows of first-version experts read as before."""
+    import json
+
+    from eval.leaderboard import _demos_key, run_method
+
+    def run_dir(name, policy):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"policy": policy}))
+        return d
+
+    new = {"spec": "ckpt", "training": {"method": "bc_state", "recipe_hash": "abcd1234", "demo_experts": {"Stack": 2}}}
+    old = {"spec": "ckpt", "training": {"method": "bc_state", "recipe_hash": "abcd1234"}}
+    assert run_method(run_dir("new", new), "ckpt") == "bc_state (demos: Stack v2 expert)"
+    assert run_method(run_dir("old", old), "ckpt") == "bc_state"
+    assert _demos_key(new["training"]) == "/demos:Stack-v2" and _demos_key(old["training"]) == ""
+    assert run_method(run_dir("expert", {"spec": "expert", "expert_versions": {"Stack": 2}}), "expert") \
+        == "expert (Stack v2)"
+    assert run_method(run_dir("expert1", {"spec": "expert"}), "expert") == "expert"

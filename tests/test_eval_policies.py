@@ -197,3 +197,39 @@ def test_image_ablation_shows_a_constant_image_and_gets_its_own_rows(tmp_path):
         run(write_protocol(tmp_path, "r2", splits=["test"], episodes=1, max_steps=3), "random",
             run_dir=tmp_path / "never", backend="ray", progress=False, image_ablation="constant")
     assert not (tmp_path / "never").exists()
+
+
+def test_expert_hash_names_the_expert_versions_of_the_protocol():
+    """A protocol whose experts are all first versions keeps the hash of the spec (every committed expert row
+    stays resumable); one with robosuite's Stack hashes version 2 in, so rows of the two Stack experts never
+    share a run dir."""
+    from eval.policies import ExpertPolicy, sha256_text
+    from eval.protocol import load_protocol
+
+    mw, rs = ExpertPolicy(), ExpertPolicy()
+    mw.bind_protocol(load_protocol("metaworld-lite-v2"))
+    rs.bind_protocol(load_protocol("robosuite-lite-v2"))
+    assert mw.checkpoint_hash == sha256_text("expert") and mw.expert_versions == {}
+    assert rs.expert_versions == {"Stack": 2} and rs.checkpoint_hash == sha256_text("expert|Stack=v2")
+
+
+def test_training_record_names_the_expert_versions_behind_the_demos(tmp_path):
+    """vp-data records an expert past version 1 per task; the checkpoint's training record carries it (for the
+    leaderboard's label and seed pooling), and a record of first-version demos has no such key."""
+    import json
+
+    from eval.policies import training_record
+
+    def ckpt(name, tasks):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({
+            "policy": "bc_state", "train_config": {"policy": {"name": "bc_state"}, "seed": 0, "data": ["data/x"]},
+            "datasets": {"data/x": {"settings": {"drop_actions": False}, "tasks": tasks}}}))
+        return d
+
+    new = training_record(ckpt("new", {"Lift": {"episodes_kept": 25},
+                                       "Stack": {"episodes_kept": 25, "expert_version": 2}}))
+    old = training_record(ckpt("old", {"Lift": {"episodes_kept": 25}, "Stack": {"episodes_kept": 25}}))
+    assert new["demo_experts"] == {"Stack": 2} and "demo_experts" not in old
+    assert new["recipe_hash"] == old["recipe_hash"]  # the recipe is the same; the leaderboard keys the demos apart

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import yaml
 
-from vp_envs.experts import scripted_expert
+from vp_envs.experts import expert_versions, scripted_expert
 from vp_envs.splits import episode_seed, list_splits, load_splits
 
 NAMESPACE = "vp"
@@ -47,7 +47,7 @@ NO_LIMIT = 2**31 - 1  # the simulator's own step limit when an env has max_episo
 # Rows and datasets of these suites made before RENDER_VERSION 2 carry the defect described above.
 RENDER_V1_DEFECT_SUITES = ("metaworld",)
 
-__all__ = ["make", "list_envs", "list_tasks", "list_splits", "scripted_expert", "episode_seed", "load_splits",
+__all__ = ["make", "list_envs", "list_tasks", "list_splits", "scripted_expert", "expert_versions", "episode_seed", "load_splits",
            "parse_env_id", "suite_spec", "SuiteSpec", "RenderOptions", "NAMESPACE", "RENDER_VERSION"]
 
 

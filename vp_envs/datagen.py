@@ -93,9 +93,11 @@ def rollout(env, expert, episode_index: int, action_noise: float = 0.0) -> Episo
 def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str | Path, *,
              level: int | None = None, cameras: tuple[str, ...] | None = None, size: int = 64,
              max_steps: int = 500, drop_actions: bool = False, keep_failed: bool = False,
-             max_attempts: int | None = None, action_noise: float = 0.0, progress: bool = True) -> dict:
+             max_attempts: int | None = None, action_noise: float = 0.0, expert_version: int | None = None,
+             progress: bool = True) -> dict:
     """Write a dataset of ``episodes`` kept episodes per task to ``out``; returns the manifest.
-    ``action_noise``: see :func:`rollout` (0: the expert's own actions are executed)."""
+    ``action_noise``: see :func:`rollout` (0: the expert's own actions are executed). ``expert_version``: the
+    scripted experts as of that version (None: the latest; :func:`vp_envs.expert_versions`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(suite, tasks)
@@ -110,12 +112,22 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
                     keep_failed=keep_failed, max_attempts=max_attempts, generator_version=GENERATOR_VERSION)
     if action_noise:  # only when used, so that the settings hash of every earlier dataset stays what it was
         settings["action_noise"] = action_noise
+    if expert_version is not None and expert_version < 1:
+        raise ValueError(f"--expert-version must be 1 or more; got {expert_version}")
+    # per task, in the manifest's task entries (absent: version 1, every dataset made before versions existed)
+    versions = vp_envs.expert_versions(suite, tasks, expert_version)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     if manifest.get("settings_hash") not in (None, key):
         raise ValueError(f"{out} holds a dataset made with other settings ({manifest_path}); "
                          f"use another --out or delete it")
+    stale = [f"{t} (recorded with version {manifest['tasks'][t].get('expert_version', 1)}, wanted "
+             f"{versions.get(t, 1)})" for t in tasks if t in manifest.get("tasks", {})
+             and (out / f"{t}.hdf5").exists() and manifest["tasks"][t].get("expert_version", 1) != versions.get(t, 1)]
+    if stale:
+        raise ValueError(f"{out} holds demos of another version of the scripted expert: {', '.join(stale)}; "
+                         f"use another --out, delete it, or pass --expert-version to remake the old demos")
     splits = vp_envs.load_splits(suite)
     manifest.update(format="vp-bench-dataset", generator_version=GENERATOR_VERSION, settings=settings,
                     settings_hash=key, split_file_version=splits.version, render_version=vp_envs.RENDER_VERSION,
@@ -139,7 +151,7 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
         if cameras:
             env_kwargs["cameras"] = tuple(cameras)
         env = vp_envs.make(f"vp/{suite}-{task}", **env_kwargs)
-        expert = vp_envs.scripted_expert(env)
+        expert = vp_envs.scripted_expert(env, expert_version)
         kept: list[Episode] = []
         tried = failed = errors = 0
         error_log: list[str] = []
@@ -173,6 +185,8 @@ def generate(suite: str, tasks: list[str], split: str, episodes: int, out: str |
             error_log=error_log, expert_success_rate=round((tried - failed - errors) / max(tried, 1), 4),
             steps=int(sum(ep.num_steps for ep in kept)), seconds=round(time.time() - t0, 1),
             instruction=attrs["instruction"])
+        if versions.get(task, 1) != 1:
+            manifest["tasks"][task]["expert_version"] = versions[task]
         manifest["pending"] = [t for t in manifest["pending"] if t != task]
         if len(kept) < episodes:
             log.warning("%s: only %d of %d episodes kept after %d attempts", task, len(kept), episodes, tried)
@@ -215,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-noise", type=float, default=0.0,
                    help="DART: execute the expert's action plus Gaussian noise of this std (not on the gripper), "
                         "record the expert's own action (default: 0, no noise)")
+    p.add_argument("--expert-version", type=int, default=None,
+                   help="record with the scripted experts as of this version, e.g. 1 to remake a dataset from "
+                        "before robosuite Stack's expert changed (default: the latest)")
     return p
 
 
@@ -225,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = generate(args.suite, args.tasks, args.split, args.episodes, args.out, level=args.level,
                             cameras=args.cameras, size=args.size, max_steps=args.max_steps,
                             drop_actions=args.no_actions, keep_failed=args.keep_failed,
-                            max_attempts=args.max_attempts, action_noise=args.action_noise)
+                            max_attempts=args.max_attempts, action_noise=args.action_noise,
+                            expert_version=args.expert_version)
     except ValueError as exc:
         print(f"vp-data: error: {exc}", file=sys.stderr)
         return 2

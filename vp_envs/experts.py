@@ -32,8 +32,11 @@ def _metaworld_expert(task: str) -> Expert:
     return act
 
 
-def scripted_expert(env) -> Expert:
-    """The scripted expert for ``env`` (a vp_envs env, wrapped or not) as ``(obs, info) -> action``."""
+def scripted_expert(env, version: int | None = None) -> Expert:
+    """The scripted expert for ``env`` (a vp_envs env, wrapped or not) as ``(obs, info) -> action``.
+
+    ``version``: the expert's plan as of that version (None: the latest; see :func:`expert_versions`). Only
+    experts whose plan changed have more than one; the others ignore it."""
     base = env.unwrapped
     suite = getattr(base, "suite", None)
     if suite == "metaworld":
@@ -41,5 +44,18 @@ def scripted_expert(env) -> Expert:
     if suite == "robosuite":
         from vp_envs.robosuite_experts import robosuite_expert
 
-        return robosuite_expert(base.task)
+        return robosuite_expert(base.task, version)
     raise ValueError(f"no scripted experts for {type(base).__name__}; is it a vp_envs env?")
+
+
+def expert_versions(suite: str, tasks, version: int | None = None) -> dict[str, int]:
+    """``{task: version}`` of the scripted experts ``tasks`` get (asked for ``version``, None: the latest), for
+    the tasks whose expert is past version 1 only: ``{}`` means every expert as first shipped. Datasets record
+    it in their settings and evaluation in the expert's checkpoint hash, so demos or rows of two versions of an
+    expert never pass for one another. Today only robosuite's Stack has a version 2 (a smoother carry)."""
+    if suite != "robosuite":
+        return {}
+    from vp_envs.robosuite_experts import resolve_version
+
+    out = {str(t): resolve_version(str(t), version) for t in tasks}
+    return {t: v for t, v in sorted(out.items()) if v != 1}

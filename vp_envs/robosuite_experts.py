@@ -126,8 +126,11 @@ class _LiftExpert(_Staged):
         return self.move(s, np.r_[s.eef_pos[:2], self.hold[2] + 0.2], self.rot, CLOSE, max_speed=0.6)
 
 
-class _StackExpert(_LiftExpert):
-    """Grasp cube A as in Lift, carry it above cube B, lower it until it rests on B, release and back off."""
+class _StackExpertV1(_LiftExpert):
+    """Version 1 of the Stack expert (the demos of every robosuite row made before 2026-12-07): grasp cube A as
+    in Lift, lift it straight up to carry height, then carry it above cube B, lower it until it rests on B,
+    release and back off. At the lift -> carry threshold its action jumps from (xy 0, z +0.3) to (xy 0.7, z 0);
+    BC stalls under that jump (docs/results.md, robosuite-lite version 2), so version 2 replaced it."""
 
     cube = "cubeA"
     CUBE_B_HALF = 0.025
@@ -156,6 +159,29 @@ class _StackExpert(_LiftExpert):
             return self.move(s, self.release, self.rot, OPEN)
         # back off upward: Stack only counts once the gripper has let go
         return self.move(s, self.release + [0, 0, 0.08], self.rot, OPEN, max_speed=0.5)
+
+
+class _StackExpert(_StackExpertV1):
+    """Version 2 of the Stack expert: grasp cube A as in Lift, then lift and carry it at once toward the point
+    over cube B at carry height, the horizontal speed ramping from 0 to full over the 2 cm in which A's bottom
+    clears B's top, so the action changes smoothly along the path (version 1 lifted straight up, then carried:
+    a jump in the action at a height threshold that BC blurs into a hover); lower, release and back off as in
+    version 1. Probe and outcome: results/probes/robosuite-lite-v2-stack-ceiling.json."""
+
+    def lifted(self, s: _State) -> np.ndarray:
+        if self.stage == 3:  # version 1's straight lift: skipped, the carry below lifts as it goes
+            self.advance()
+        if self.stage != 4:  # stages 5-7 (lower, release, back off) are version 1's
+            return super().lifted(s)
+        a, b = s.cubeA_pos, s.cubeB_pos
+        offset = s.eef_pos - a
+        carry_z = b[2] + self.CUBE_B_HALF + CUBE_HALF + 0.04
+        if np.linalg.norm(a[:2] - b[:2]) < 0.006 or self.t_stage > 80:
+            self.advance()  # to lowering, planned from this same state
+            return super().lifted(s)
+        clear = np.clip((a[2] - CUBE_HALF - (b[2] + self.CUBE_B_HALF)) / 0.02, 0.0, 1.0)  # 0 low, 1: A over B's top
+        xy = s.eef_pos[:2] + clear * (b[:2] + offset[:2] - s.eef_pos[:2])
+        return self.move(s, np.r_[xy, carry_z + offset[2]], self.rot, CLOSE, max_speed=0.7)
 
 
 class _PickPlaceCanExpert(_Staged):
@@ -231,14 +257,33 @@ class _DoorExpert(_Staged):
 
 
 _EXPERTS = {"Lift": _LiftExpert, "Stack": _StackExpert, "PickPlaceCan": _PickPlaceCanExpert, "Door": _DoorExpert}
+# Earlier versions of an expert whose plan changed, kept so that older datasets can be recorded again
+# (``vp-data --expert-version 1``). A task absent here has only version 1.
+_VERSIONS = {"Stack": {1: _StackExpertV1, 2: _StackExpert}}
 
 
-def robosuite_expert(task: str) -> Expert:
-    """The scripted expert for robosuite ``task`` as ``(obs, info) -> action`` (7-D float32)."""
+def latest_version(task: str) -> int:
+    """The version of ``task``'s expert that :func:`robosuite_expert` returns by default (1 for most tasks)."""
+    return max(_VERSIONS.get(task, {1: None}))
+
+
+def resolve_version(task: str, version: int | None = None) -> int:
+    """The version of ``task``'s expert to use when asked for ``version`` (None: the latest): the newest one
+    not above it, so ``1`` reproduces every expert as it was first shipped."""
+    if version is None:
+        return latest_version(task)
+    if version < 1:
+        raise ValueError(f"expert versions start at 1; got {version}")
+    return max(v for v in _VERSIONS.get(task, {1: None}) if v <= version)
+
+
+def robosuite_expert(task: str, version: int | None = None) -> Expert:
+    """The scripted expert for robosuite ``task`` as ``(obs, info) -> action`` (7-D float32); ``version``: see
+    :func:`resolve_version` (None: the latest)."""
     if task not in _EXPERTS:
         raise ValueError(f"no scripted expert for robosuite task {task!r}; known: {', '.join(_EXPERTS)}")
     layout = privileged_layout(task)
-    policy = _EXPERTS[task]()
+    policy = _VERSIONS[task][resolve_version(task, version)]() if task in _VERSIONS else _EXPERTS[task]()
 
     def act(obs: Any, info: dict) -> np.ndarray:
         if "privileged_state" not in info:

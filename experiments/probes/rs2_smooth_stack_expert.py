@@ -1,4 +1,6 @@
-"""Probe (not the shipped expert): record robosuite Stack demos with a carry that has no height threshold.
+"""Probe: record robosuite Stack demos with a carry that has no height threshold. Since 2026-12-07 this is the
+shipped Stack expert, version 2 (vp_envs/robosuite_experts.py): plain `vp-data` records the same demos (every
+Stack episode's actions equal to this probe's), and `vp-data --expert-version 1` the earlier ones.
 
 The shipped Stack expert (vp_envs/robosuite_experts.py) lifts straight up until cube A is 1.5 cm under its carry
 height, then switches to moving over cube B: at that threshold the demo action jumps from (xy 0, z +0.3) to
