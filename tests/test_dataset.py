@@ -182,6 +182,8 @@ def test_cli_rejects_unknown_task_and_split(tmp_path, capsys):
     assert "unknown split 'camra'" in capsys.readouterr().err
     assert main(["--tasks", "reach-v3", "--action-noise", "2", "--out", str(tmp_path)]) == 2
     assert "--action-noise must be in [0, 1)" in capsys.readouterr().err
+    assert main(["--suite", "robosuite", "--tasks", "Stack", "--expert-version", "0", "--out", str(tmp_path)]) == 2
+    assert "--expert-version must be 1 or more; got 0" in capsys.readouterr().err
 
 
 def test_a_metaworld_dataset_recorded_before_the_render_fix_is_flagged(tmp_path, caplog):

@@ -50,9 +50,9 @@ def scripted_expert(env, version: int | None = None) -> Expert:
 
 def expert_versions(suite: str, tasks, version: int | None = None) -> dict[str, int]:
     """``{task: version}`` of the scripted experts ``tasks`` get (asked for ``version``, None: the latest), for
-    the tasks whose expert is past version 1 only: ``{}`` means every expert as first shipped. Datasets record
-    it in their settings and evaluation in the expert's checkpoint hash, so demos or rows of two versions of an
-    expert never pass for one another. Today only robosuite's Stack has a version 2 (a smoother carry)."""
+    the tasks whose expert is past version 1 only: ``{}`` means every expert as first shipped. ``vp-data``
+    records it in the manifest's task entries and evaluation in the expert's checkpoint hash, so demos or rows
+    of two versions of an expert never pass for one another. Today only robosuite's Stack has a version 2 (a smoother carry)."""
     if suite != "robosuite":
         return {}
     from vp_envs.robosuite_experts import resolve_version

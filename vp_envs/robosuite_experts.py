@@ -262,19 +262,12 @@ _EXPERTS = {"Lift": _LiftExpert, "Stack": _StackExpert, "PickPlaceCan": _PickPla
 _VERSIONS = {"Stack": {1: _StackExpertV1, 2: _StackExpert}}
 
 
-def latest_version(task: str) -> int:
-    """The version of ``task``'s expert that :func:`robosuite_expert` returns by default (1 for most tasks)."""
-    return max(_VERSIONS.get(task, {1: None}))
-
-
 def resolve_version(task: str, version: int | None = None) -> int:
     """The version of ``task``'s expert to use when asked for ``version`` (None: the latest): the newest one
     not above it, so ``1`` reproduces every expert as it was first shipped."""
-    if version is None:
-        return latest_version(task)
-    if version < 1:
+    if version is not None and version < 1:
         raise ValueError(f"expert versions start at 1; got {version}")
-    return max(v for v in _VERSIONS.get(task, {1: None}) if v <= version)
+    return max(v for v in _VERSIONS.get(task, {1: None}) if version is None or v <= version)
 
 
 def robosuite_expert(task: str, version: int | None = None) -> Expert:
@@ -283,7 +276,7 @@ def robosuite_expert(task: str, version: int | None = None) -> Expert:
     if task not in _EXPERTS:
         raise ValueError(f"no scripted expert for robosuite task {task!r}; known: {', '.join(_EXPERTS)}")
     layout = privileged_layout(task)
-    policy = _VERSIONS[task][resolve_version(task, version)]() if task in _VERSIONS else _EXPERTS[task]()
+    policy = _VERSIONS.get(task, {1: _EXPERTS[task]})[resolve_version(task, version)]()
 
     def act(obs: Any, info: dict) -> np.ndarray:
         if "privileged_state" not in info:
