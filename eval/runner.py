@@ -203,8 +203,9 @@ class Runner:
         if vector not in VECTOR_MODES:
             raise RunError(f"unknown vector mode {vector!r}; known: {', '.join(VECTOR_MODES)}")
         self.protocol, self.policy, self.run_dir = protocol, policy, Path(run_dir)
-        if hasattr(policy, "bind_protocol"):  # the expert hashes the versions of the experts it will play
-            policy.bind_protocol(protocol)
+        bind = getattr(policy, "bind_protocol", None)  # optional (Policy's default: nothing); the expert hashes
+        if bind is not None:                           # the versions of the experts it will play
+            bind(protocol)
         self.action_dim = vp_envs.suite_spec(protocol.suite).action_dim
         self.num_envs, self.vector = num_envs, vector
         self.videos_per_cell = videos_per_cell if protocol.cameras else 0

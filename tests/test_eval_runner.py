@@ -191,3 +191,20 @@ def test_rows_of_an_older_split_version_are_kept_aside_and_run_again(tmp_path):
     pd.testing.assert_frame_equal(without_timings(again), without_timings(rows))
     kept = pd.read_parquet(run_dir / "episodes_superseded.parquet")
     assert len(kept) == 2 and (kept["split_version"] == 1).all() and (kept["steps"] == 999).all()
+
+
+def test_runner_binds_the_protocol_before_any_rollout(tmp_path):
+    """``bind_protocol`` is part of the Policy interface (default: nothing): the runner hands every policy
+    the protocol it is about to run, so a policy whose identity depends on it (the expert) can set its hash."""
+    from eval.runner import Runner
+
+    class Binds(RandomPolicy):
+        def bind_protocol(self, protocol):
+            self.bound = protocol.name
+            self.checkpoint_hash = "b" * 64
+
+    protocol = load_protocol(write_protocol(tmp_path))
+    policy = Binds()
+    Runner(protocol, policy, tmp_path / "r", num_envs=1, vector="sync", progress=False)
+    assert policy.bound == protocol.name and policy.checkpoint_hash == "b" * 64
+    assert Policy().bind_protocol(protocol) is None  # the default binds nothing

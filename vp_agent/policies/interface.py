@@ -27,10 +27,15 @@ Attributes the runner reads, all optional (the defaults below):
 - ``generated``: a policy that imagines video (Video Policy) keeps its last generated frames here, per slot,
   for the side-by-side rollout videos and video-quality scores.
 
-And one optional method: ``needs_frame(slot)``, whether the policy will read the camera frames of that slot's
-next observation. The runner renders only frames someone reads (the policy, a filmed episode, a video score);
-between them the observation carries the slot's previous frames. A policy that replans every few steps from
-the current frame says False in between; the default, True, renders every step.
+And two optional methods (the runner looks them up, so a duck-typed policy may leave them out):
+
+- ``needs_frame(slot)``: whether the policy will read the camera frames of that slot's next observation. The
+  runner renders only frames someone reads (the policy, a filmed episode, a video score); between them the
+  observation carries the slot's previous frames. A policy that replans every few steps from the current frame
+  says False in between; the default, True, renders every step.
+- ``bind_protocol(protocol)``: called once, before any rollout, with the protocol about to be run; a policy
+  whose identity depends on it sets ``checkpoint_hash`` there (the scripted expert names the expert versions
+  the protocol's tasks get). The default does nothing.
 """
 
 from __future__ import annotations
@@ -83,3 +88,6 @@ class Policy:
         """Whether the next :meth:`act` call reads slot ``slot``'s camera frames (False lets the runner skip
         rendering them; the observation then holds the slot's previous frames). Default: always."""
         return True
+
+    def bind_protocol(self, protocol: Any) -> None:
+        """Called by the runner once, before any rollout, with the protocol it will run. Default: nothing."""
