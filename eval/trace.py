@@ -74,14 +74,24 @@ def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episo
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per episode: success, steps, and for every tracked position its rise (max z - first z) and final xyz."""
+    """Per episode: success, steps, and for every tracked position its rise (max z - first z) and final xyz;
+    where a task tracks several (robosuite Stack's two cubes, Meta-World's object and goal), the horizontal
+    distance of the first to each other one, closest over the episode and at its end (``cubeA_to_cubeB_xy_cm``:
+    was cube A ever carried over B?), and their height difference at the end."""
     out = []
     for ep, g in df.groupby("episode"):
         row = {"episode": ep, "success": bool(g.success.any()), "steps": int(g.step.max())}
-        for col in [c for c in g.columns if c.endswith("_pos_z") and not c.startswith(("eef", "hand"))]:
-            name = col[:-2]
-            row[f"{name}_rise_cm"] = round(100 * (g[col].max() - g[col].iloc[0]), 1)
+        names = [c[:-2] for c in g.columns if c.endswith("_pos_z") and not c.startswith(("eef", "hand"))]
+        for name in names:
+            row[f"{name}_rise_cm"] = round(100 * (g[f"{name}_z"].max() - g[f"{name}_z"].iloc[0]), 1)
             row[f"{name}_final"] = tuple(round(float(g[f"{name}_{a}"].iloc[-1]), 3) for a in "xyz")
+        for other in names[1:]:
+            a, b = names[0], other
+            xy = 100 * np.hypot(g[f"{a}_x"] - g[f"{b}_x"], g[f"{a}_y"] - g[f"{b}_y"])
+            pair = f"{a.removesuffix('_pos')}_to_{b.removesuffix('_pos')}"
+            row[f"{pair}_xy_cm_min"] = round(float(xy.min()), 1)
+            row[f"{pair}_xy_cm_final"] = round(float(xy.iloc[-1]), 1)
+            row[f"{pair}_dz_cm_final"] = round(float(100 * (g[f"{a}_z"].iloc[-1] - g[f"{b}_z"].iloc[-1])), 1)
         out.append(row)
     return pd.DataFrame(out)
 

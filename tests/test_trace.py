@@ -26,6 +26,10 @@ def test_the_cli_writes_meta_worlds_named_fields_to_its_csv(tmp_path, capsys):
     assert {"hand_pos_x", "object_pos_z", "goal_pos_y", "gripper"} <= set(df.columns) and df.success.iloc[-1]
     printed = capsys.readouterr().out
     assert "wrote" in printed and "object_pos_rise_cm" in printed and "hand_pos_rise_cm" not in printed
+    s = summary(df)  # two tracked positions (object, goal): their distances, computed from the CSV's columns
+    xy = 100 * ((df.object_pos_x - df.goal_pos_x) ** 2 + (df.object_pos_y - df.goal_pos_y) ** 2) ** 0.5
+    assert s.object_to_goal_xy_cm_min.iloc[0] == round(xy.min(), 1) and "object_to_goal_xy_cm_final" in printed
+    assert s.object_to_goal_dz_cm_final.iloc[0] == round(100 * (df.object_pos_z - df.goal_pos_z).iloc[-1], 1)
     assert not list(tmp_path.glob("*.tmp"))  # written atomically: no temporary file left
 
 
