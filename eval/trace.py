@@ -1,8 +1,8 @@
 """Where does a policy fail? Trace its episodes step by step, reading the simulator beside its actions.
 
 A success rate says how often; a trace says where. For each of the first N episodes of one (task, split) of a
-protocol, this plays the episode exactly as ``vp-eval`` does (the same slot env, seeds and padded privileged
-state) and writes one row per step: the action the policy sent, and every named field of the privileged state
+protocol, this plays the episode as ``vp-eval ... num_envs=1`` does (the same slot env, seeds, padded privileged
+state and torch thread count; see :func:`trace` for runs with more slots) and writes one row per step: the action the policy sent, and every named field of the privileged state
 after the step (the suite's ``privileged_layout``: robosuite ``cubeA_pos_z``, ``gripper_qpos_0``, ...;
 Meta-World ``hand_pos_x``, ``object_pos_z``, ``goal_pos_y``, ...). Printed per episode: success, steps, and how far each tracked object rose and
 where it ended, which is usually enough to name the failure (a cube dropped on the way, a door never reached).
@@ -29,8 +29,34 @@ def state_fields(suite: str, task: str) -> dict[str, slice]:
     return privileged_layout(task)
 
 
-def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episodes: int = 10) -> pd.DataFrame:
-    """One row per (episode, step): ``action_i``, the privileged-state fields after the step, ``success``."""
+def eval_torch_threads() -> int:
+    """``vp-eval``'s torch thread count (``torch_threads`` in eval/conf/eval.yaml)."""
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(Path(__file__).parent / "conf" / "eval.yaml").torch_threads)
+
+
+def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episodes: int = 10,
+          torch_threads: int | None = None) -> pd.DataFrame:
+    """One row per (episode, step): ``action_i``, the privileged-state fields after the step, ``success``.
+
+    Episodes are played one at a time, each policy call a batch of one, on ``torch_threads`` inference threads
+    (default: ``vp-eval``'s, one): the rows of ``vp-eval ... num_envs=1``, step for step. A ``vp-eval`` run
+    with more slots can differ: a network's last bits depend on the batch it runs in (convolution kernels are
+    chosen by batch size), and closed loop such bits can change an episode. Measured on robosuite-lite-v2's
+    image BC: Stack's 20 `test` episodes gave 3 successes with ``num_envs=2`` and 1 with ``num_envs=1`` (the
+    trace's 1, the same episode at the same step); the privileged-state ceilings' rows matched exactly."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(torch_threads or eval_torch_threads())
+    try:
+        return _trace(policy_spec, protocol, task, split, episodes)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _trace(policy_spec: str, protocol: str, task: str, split: str, episodes: int) -> pd.DataFrame:
     from eval.policies import load_policy_spec
     from eval.protocol import load_protocol
     from eval.slot_env import SlotEnv, format_error
@@ -104,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--episodes", type=int, default=10, help="the first N episodes of the cell")
     parser.add_argument("--out", type=Path, help="CSV of every step (default: print the summary only)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="inference threads (default: vp-eval's torch_threads, 1: the bits of its rows)")
     args = parser.parse_args(argv)
     from eval.policies import PolicySpecError
     from eval.protocol import ProtocolError
 
     try:
-        df = trace(args.policy, args.protocol, args.task, args.split, args.episodes)
+        df = trace(args.policy, args.protocol, args.task, args.split, args.episodes, args.torch_threads)
     except (ValueError, ProtocolError, PolicySpecError) as exc:
         print(f"eval.trace: error: {exc}", file=sys.stderr)
         return 2

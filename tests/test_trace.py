@@ -1,5 +1,7 @@
 """python -m eval.trace: a policy's episodes step by step, with the simulator's state beside its actions."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from eval.trace import main, summary, trace
@@ -69,3 +71,34 @@ def test_an_unknown_cell_lists_the_protocol_cells(capsys):
     assert main(["expert", "--protocol", "robosuite-lite-v2", "--task", "Door"]) == 2
     err = capsys.readouterr().err
     assert "no episodes of ('Door', 'test')" in err and "Stack/test" in err
+
+
+def test_the_policy_acts_on_vp_evals_thread_count(monkeypatch):
+    """The thread count changes a network's last bits, and closed loop those can change an episode: the trace
+    runs inference on vp-eval's torch_threads (read from eval/conf/eval.yaml), and restores the caller's count."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from eval import policies
+
+    seen, real = [], policies.load_policy_spec
+
+    def recording(spec):
+        inner = real(spec)
+
+        class Recording(policies.Policy):
+            privileged = True
+
+            def act(self, obs, infos):
+                seen.append(torch.get_num_threads())
+                return inner.act(obs, infos)
+
+        return Recording()
+
+    monkeypatch.setattr(policies, "load_policy_spec", recording)
+    torch.set_num_threads(2)
+    trace("expert", "metaworld-lite-v2", "button-press-topdown-v3", episodes=1)
+    expected = int(OmegaConf.load(Path(policies.__file__).parent / "conf" / "eval.yaml").torch_threads)
+    assert seen and set(seen) == {expected} and torch.get_num_threads() == 2
+    trace("expert", "metaworld-lite-v2", "button-press-topdown-v3", episodes=1, torch_threads=2)
+    assert seen[-1] == 2
