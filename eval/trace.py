@@ -1,10 +1,11 @@
 """Where does a policy fail? Trace its episodes step by step, reading the simulator beside its actions.
 
 A success rate says how often; a trace says where. For each of the first N episodes of one (task, split) of a
-protocol, this plays the episode as ``vp-eval ... num_envs=1`` does (the same slot env, seeds, padded privileged
-state and torch thread count; see :func:`trace` for runs with more slots) and writes one row per step: the action the policy sent, and every named field of the privileged state
-after the step (the suite's ``privileged_layout``: robosuite ``cubeA_pos_z``, ``gripper_qpos_0``, ...;
-Meta-World ``hand_pos_x``, ``object_pos_z``, ``goal_pos_y``, ...). Printed per episode: success, steps, and how far each tracked object rose and
+protocol, this plays the episode as ``vp-eval ... num_envs=1`` does (the same slot env, seeds, padded
+privileged state and torch thread count; :func:`trace` says why a run with more slots can differ) and writes one
+row per step: the action the policy sent, and every named field of the privileged state after the step (the
+suite's ``privileged_layout``: robosuite ``cubeA_pos_z``, ``gripper_qpos_0``, ...; Meta-World ``hand_pos_x``,
+``object_pos_z``, ``goal_pos_y``, ...). Printed per episode: success, steps, and how far each tracked object rose and
 where it ended, which is usually enough to name the failure (a cube dropped on the way, a door never reached).
 
     python -m eval.trace runs/train/rs2-bc-state/checkpoints/last --protocol robosuite-lite-v2 --task Stack \\
@@ -44,12 +45,14 @@ def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episo
     (default: ``vp-eval``'s, one): the rows of ``vp-eval ... num_envs=1``, step for step. A ``vp-eval`` run
     with more slots can differ: a network's last bits depend on the batch it runs in (convolution kernels are
     chosen by batch size), and closed loop such bits can change an episode. Measured on robosuite-lite-v2's
-    image BC: Stack's 20 `test` episodes gave 3 successes with ``num_envs=2`` and 1 with ``num_envs=1`` (the
+    image BC: Stack's 20 ``test`` episodes gave 3 successes with ``num_envs=2`` and 1 with ``num_envs=1`` (the
     trace's 1, the same episode at the same step); the privileged-state ceilings' rows matched exactly."""
     import torch
 
+    if torch_threads is not None and torch_threads < 1:
+        raise ValueError(f"torch_threads must be 1 or more; got {torch_threads}")
     previous = torch.get_num_threads()
-    torch.set_num_threads(torch_threads or eval_torch_threads())
+    torch.set_num_threads(torch_threads if torch_threads is not None else eval_torch_threads())
     try:
         return _trace(policy_spec, protocol, task, split, episodes)
     finally:

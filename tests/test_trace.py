@@ -102,3 +102,10 @@ def test_the_policy_acts_on_vp_evals_thread_count(monkeypatch):
     assert seen and set(seen) == {expected} and torch.get_num_threads() == 2
     trace("expert", "metaworld-lite-v2", "button-press-topdown-v3", episodes=1, torch_threads=2)
     assert seen[-1] == 2
+
+
+def test_a_bad_thread_count_is_one_line_and_exit_2(capsys):
+    assert main(["expert", "--protocol", "metaworld-lite-v2", "--task", "button-press-topdown-v3",
+                 "--torch-threads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "eval.trace: error: torch_threads must be 1 or more; got 0"
