@@ -66,6 +66,25 @@ def _policy(demos, name):
     return policy, ds
 
 
+def test_bc_never_imports_diffusers(demos, tmp_path):
+    """The registry imports a policy's model code on first lookup: ``vp-train`` and loading a BC checkpoint
+    start without diffusers (4-10 s of every start-up here), and every policy name still maps to its class."""
+    from vp_agent.policies.registry import CONFIGS, POLICIES
+
+    policy, _ = _policy(demos, "bc")
+    policy.save(tmp_path / "bc")
+    code = ("import sys, vp_agent.train; from vp_agent import load_policy; "
+            f"load_policy({str(tmp_path / 'bc')!r}); print(sorted(m for m in ('diffusers', 'vp_agent.policies."
+            "diffusion.modeling_diffusion') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]", out
+    assert list(POLICIES) == list(CONFIGS) == ["bc", "diffusion", "video_policy"]
+    for name in POLICIES:
+        assert POLICIES[name].name == name and POLICIES[name].config_class is CONFIGS[name]
+    with pytest.raises(KeyError):
+        POLICIES["nope"]
+
+
 def test_dataset_windows(demos):
     ds = DemoDataset([demos], n_obs=2, horizon=8)
     item = ds[0]  # the first step of an episode: the history repeats the first frame

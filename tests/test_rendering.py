@@ -83,3 +83,17 @@ def test_render_mode_rgb_array_returns_first_camera(make_env):
     obs, _ = env.reset(seed=0)
     np.testing.assert_array_equal(env.render(), obs["pixels"]["corner3"])
     assert vp_envs.make("vp/metaworld-reach-v3", cameras=()).render() is None
+
+
+def test_torch_dynamo_imports_after_a_frame_is_rendered():
+    """Mesa's and Triton's LLVMs: a process that renders and then loads Diffusion Policy or Video Policy (which
+    import diffusers, hence ``torch._dynamo`` and Triton) must not crash (vp_envs.rendering loads Triton's
+    library before any GL context exists)."""
+    import subprocess
+    import sys
+
+    code = ("import vp_envs; env = vp_envs.make('vp/metaworld-reach-v3', width=16, height=16); "
+            "obs, _ = env.reset(seed=0); assert obs['pixels']['corner2'].any(); "
+            "import torch._dynamo; print('alive')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "alive", (out.returncode, out.stderr[-2000:])

@@ -25,6 +25,35 @@ from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+
+def _load_triton_before_mesa() -> None:
+    """Load Triton's library now, where it is installed, before a GL context can load Mesa.
+
+    Mesa's software EGL (llvmpipe) and Triton (installed with torch's wheels) each link their own LLVM, and
+    loading Triton's after Mesa's kills the process with a segfault inside ``libtriton.so`` (measured with
+    torch 2.13 / Triton 3.8: render a frame, then ``import torch._dynamo``, which diffusers and torch.compile
+    import). Loaded first, both coexist. torch imports Triton lazily, so a process that renders and then
+    loads Diffusion Policy or Video Policy would crash: this costs about 0.25 s once per process instead
+    (``tests/test_rendering.py::test_torch_dynamo_imports_after_a_frame_is_rendered``)."""
+    import ctypes
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("triton")
+    except (ImportError, ValueError):
+        return
+    if spec is None or spec.origin is None:
+        return
+    lib = os.path.join(os.path.dirname(spec.origin), "_C", "libtriton.so")
+    if os.path.exists(lib):
+        try:
+            ctypes.CDLL(lib)
+        except OSError:
+            pass  # a Triton that cannot load here cannot crash a later import either
+
+
+_load_triton_before_mesa()
+
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
