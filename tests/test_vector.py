@@ -7,7 +7,10 @@ import pytest
 import vp_envs
 
 ALL_IDS = vp_envs.list_envs("metaworld")  # robosuite ids: tests/test_robosuite.py
-CHUNK = 10  # workers per vector env: all 50 ids in 5 vector envs keeps process start-up bounded
+# Every id passes gymnasium's check_env in process (tests/test_registry.py); what workers add is the import of
+# vp_envs in a spawned process, the same for every id: a spread of 5 ids in one vector env checks it (all 50 in
+# 5 vector envs of 10 workers took 90 s of the suite's time).
+SPREAD = ALL_IDS[::12]
 # This test process renders in other tests, and Mesa's EGL cannot continue in a forked child: spawn.
 CONTEXT = "spawn"
 
@@ -17,9 +20,9 @@ def _factory(env_id):
     return lambda: gym.make(f"vp_envs:{env_id}", width=24, height=24, max_episode_steps=3)
 
 
-@pytest.mark.parametrize("start", range(0, len(ALL_IDS), CHUNK))
-def test_async_vector_env_runs_every_id(start):
-    ids = ALL_IDS[start:start + CHUNK]
+def test_async_vector_env_runs_ids_from_across_the_suite():
+    ids = SPREAD
+    assert len(ids) == 5 and ids[0] == ALL_IDS[0] and ids[-1] == ALL_IDS[48]
     venv = gym.vector.AsyncVectorEnv([_factory(i) for i in ids], context=CONTEXT)
     try:
         obs, info = venv.reset(seed=list(range(len(ids))))
