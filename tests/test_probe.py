@@ -1,0 +1,88 @@
+"""python -m eval.probe: does a policy's image encoder know where the objects are?"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eval.probe import encoder_features, first_frames, main, random_init, score
+
+TASK = "button-press-topdown-v3"  # one of metaworld-lite-v2's tasks; the button's position is randomised
+
+
+def test_the_score_finds_a_position_that_is_in_the_features_and_not_one_that_is_not():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(-0.1, 0.1, (60, 2))
+    mixed = np.concatenate([xy @ rng.normal(size=(2, 8)), rng.normal(size=(60, 24))], 1)  # position, mixed in
+    found = score(mixed + rng.normal(scale=0.002, size=mixed.shape), xy)
+    blind = score(rng.normal(size=(60, 32)), xy)
+    assert found["r2"] > 0.95 and found["err_cm"] < 1.0
+    assert blind["r2"] < 0.2 and blind["err_cm"] > 0.8 * blind["spread_cm"]
+    assert found["spread_cm"] == blind["spread_cm"] > 5  # the same positions: the same cost of knowing nothing
+
+
+def test_random_init_redraws_every_weight():
+    from vp_agent.policies.modules import ImageEncoder
+
+    enc = ImageEncoder((8, 16), out_dim=16)
+    fresh = random_init(enc)
+    pairs = list(zip(enc.state_dict().values(), fresh.state_dict().values()))
+    assert all(a.shape == b.shape for a, b in pairs)
+    assert sum(not torch.equal(a, b) for a, b in pairs if a.numel() > 16) >= 5  # the convolutions and linears
+    assert torch.equal(random_init(enc).state_dict()["head.1.weight"], fresh.state_dict()["head.1.weight"])
+
+
+@pytest.fixture(scope="module")
+def bc_checkpoint(tmp_path_factory):
+    """An untrained image BC reading the protocol's camera (corner4): the probe's plumbing, not its verdict."""
+    from vp_agent import make_policy
+    from vp_agent.data import DemoDataset
+    from vp_envs.datagen import generate
+
+    root = tmp_path_factory.mktemp("probe")
+    generate("metaworld", [TASK], "train", 1, root / "demos", cameras=("corner4",), size=32, progress=False)
+    ds = DemoDataset([root / "demos"], camera="corner4")
+    torch.manual_seed(0)
+    policy = make_policy("bc", dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=16,
+                                    hidden_dims=[32], crop=0, camera="corner4"), ds.stats, ds.state_dim,
+                         ds.action_dim)
+    policy.save(root / "bc")
+    return root / "bc"
+
+
+def test_the_cli_probes_every_randomised_object_for_both_encoders(bc_checkpoint, tmp_path, capsys):
+    out = tmp_path / "probe.csv"
+    assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "10",
+                 "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    assert set(df.encoder) == {"trained", "random-init"} and set(df.task) == {TASK}
+    frames, positions = first_frames("metaworld-lite-v2", TASK, "test", 10, "corner4")
+    moving = {n for n, p in positions.items() if np.ptp(p[:, :2], axis=0).max() > 0.005}
+    assert moving and set(df.object) == moving  # exactly the objects the episodes move
+    assert frames.shape == (10, 96, 96, 3) and len({f.tobytes() for f in frames}) == 10  # the layouts show
+    for name in moving:
+        spread = np.linalg.norm(positions[name][:, :2] - positions[name][:, :2].mean(0), axis=1).mean() * 100
+        assert np.allclose(df[df.object == name].spread_cm, spread, rtol=1e-3)
+    assert df.r2.notna().all() and (df.err_cm > 0).all()
+    assert "random-init" in capsys.readouterr().out
+
+
+def test_features_are_the_encoders_own_at_inference(bc_checkpoint):
+    from vp_agent import load_policy
+
+    policy = load_policy(bc_checkpoint)
+    frames, _ = first_frames("metaworld-lite-v2", TASK, "test", 2, "corner4")
+    feats = encoder_features(policy, frames)
+    with torch.no_grad():
+        ref = policy.encoder(torch.from_numpy(frames).movedim(-1, -3).float() / 255.0)
+    assert np.allclose(feats, ref.double().numpy())
+
+
+def test_bad_input_is_one_line_and_exit_2(bc_checkpoint, tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--protocol", "metaworld-lite-v2", "--task", TASK]) == 2
+    assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "4"]) == 2
+    assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", "Lift", "--episodes", "10"]) == 2
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert len(errs) == 3 and all(e.startswith("eval.probe: error:") for e in errs)
+    assert "nope" in errs[0] and "too few" in errs[1] and TASK in errs[2]  # the valid cells are listed
