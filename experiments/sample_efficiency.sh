@@ -12,6 +12,11 @@
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-ema-lite-v2 INIT_FROM=video_policy:video \
 #     experiments/sample_efficiency.sh video_policy "1:0"   # start from run video_policy-1demos-seed0's video stage
 #   PROTOCOL=metaworld-lite-v2 RECIPE=vp-pretrained-aeft-lite-v2 experiments/sample_efficiency.sh video_policy_pretrained "5:0"
+#   PROTOCOL=robosuite-lite-v2 DATA=data/robosuite-lite-v2-train-100 THREADS=2 \
+#     experiments/sample_efficiency.sh bc "100:0"   # 100 demos (record them first: docs/results.md); 2 threads
+#
+# THREADS (default 1) is vp-train's torch thread count: 1 when several jobs share the machine, its core count
+# when one runs alone. It changes a run's bits, not its recipe (the leaderboard pools it with 1-thread runs).
 #
 # On metaworld-lite-v2 and robosuite-lite-v2 the recipes are the Hydra ones of their leaderboard rows
 # (vp_agent/conf/recipe/*-lite-v2.yaml: bc, bc_state, dp_state, diffusion, video_policy, and
@@ -90,7 +95,7 @@ for pair in $pairs; do
     fi
     init=(init_from=$src)
   fi
-  vp-train ${policy[@]+"${policy[@]}"} "data=[$data]" episodes_per_task=$n seed=$seed threads=1 \
+  vp-train ${policy[@]+"${policy[@]}"} "data=[$data]" episodes_per_task=$n seed=$seed threads=${THREADS:-1} \
     out_dir=$train_dir/$name "${recipe[@]}" ${camera[@]+"${camera[@]}"} ${init[@]+"${init[@]}"}
   if [ "$protocol" = metaworld-lite-v2 ] && [[ $method == video_policy* ]]; then  # the error split (minutes)
     python -m vp_agent.offline $train_dir/$name/checkpoints/last data/$protocol-val --windows 48 --real-future \

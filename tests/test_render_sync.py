@@ -76,8 +76,15 @@ def _arrays(model: mujoco.MjModel, prefixes=None) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("env_id", ALL_TASKS)
-def test_render_copy_holds_the_simulation_model_after_every_reset(make_env, env_id):
+def test_render_copy_and_drawn_poses_follow_the_simulator(make_env, env_id):
+    """Two checks on one env per task (building its GL context is most of a check's time): the render copy
+    holds the simulation's model after every reset, and each object is drawn where the simulator puts it."""
     env = make_env(env_id, split="test")
+    _check_render_copy_holds_the_simulation_model_after_every_reset(env, env_id)
+    _check_objects_and_goals_are_drawn_where_the_simulator_puts_them(env, env_id)
+
+
+def _check_render_copy_holds_the_simulation_model_after_every_reset(env, env_id):
     model, data = _sim(env)
     renderer: SceneRenderer = env.unwrapped._renderer
     owned_at_load = _arrays(model, RENDER_OWNED_PREFIXES)
@@ -181,12 +188,10 @@ def _probes(model: mujoco.MjModel, bodies: np.ndarray, limit: int = 8) -> list[t
     return chosen
 
 
-@pytest.mark.parametrize("env_id", ALL_TASKS)
-def test_objects_and_goals_are_drawn_where_the_simulator_puts_them(make_env, env_id):
+def _check_objects_and_goals_are_drawn_where_the_simulator_puts_them(env, env_id):
     """Segmentation of each probe (a geom or a goal site) alone, rendered from the render copy, against the
     projection of the simulator's pose of it. Probes are drawn at least 1.5 cm across (a site is enlarged
     about its centre) so that each covers enough pixels for its centroid to be measured."""
-    env = make_env(env_id, split="test")
     model, data = _sim(env)
     unwrapped = env.unwrapped
     geom_type, site_type = int(mujoco.mjtObj.mjOBJ_GEOM), int(mujoco.mjtObj.mjOBJ_SITE)

@@ -100,18 +100,20 @@ def test_position_split_moves_objects_out_of_the_training_range(make_env):
 
 @pytest.mark.parametrize("task, version", [(t, None) for t in TASKS] + [("Stack", 1)])
 def test_expert_succeeds_on_train_episodes(make_env, task, version):
-    """Every expert, and the first version of the Stack expert (kept to remake older demos)."""
+    """Every expert, and the first version of the Stack expert (kept to remake older demos). Five episodes
+    (PickPlaceCan's take 4 s each): a broken expert wins none; the rates over 100+ episodes are in each
+    dataset's manifest (e.g. Stack 97% for robosuite-lite-v2's 100 demos)."""
     env = make_env(f"vp/robosuite-{task}", cameras=(), max_episode_steps=400, terminate_on_success=True)
     expert = vp_envs.scripted_expert(env, version)
     wins = 0
-    for ep in range(10):
+    for ep in range(5):
         obs, info = env.reset(options={"episode": ep})
         done = False
         while not done:
             obs, _, terminated, truncated, info = env.step(expert(obs, info))
             done = terminated or truncated
         wins += info["success"]
-    assert wins >= 9, f"{task} expert: {wins}/10"
+    assert wins >= 4, f"{task} expert: {wins}/5"
 
 
 def test_stack_expert_v2_carries_while_it_lifts(make_env):
