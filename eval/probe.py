@@ -31,43 +31,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RANDOMISED_CM = 0.5  # an object that moves less than this over the episodes is fixed: nothing to find
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
 def first_frames(protocol: str, task: str, split: str, episodes: int, camera: str | None = None):
-    """(frames (N, H, W, 3) uint8, object positions {name: (N, 3)}) for episodes 0..N-1 of (task, split): the
-    protocol's camera (``camera``, or its first) and image size; objects are the privileged state's ``*_pos``
-    fields other than the robot's."""
+    """(frames (N, H, W, 3) uint8, task points {name: (N, 3)}) for episodes 0..N-1 of (task, split): the
+    protocol's camera (``camera``, or its first) and image size; the points are the observability check's
+    (``vp_envs.observability.task_points``: objects and goals, not the robot)."""
     from eval.protocol import load_protocol
     from eval.slot_env import SlotEnv
-    from eval.trace import state_fields
+    from eval.trace import cell_episodes
+    from vp_envs.observability import task_points
 
     proto = load_protocol(protocol)
-    levels = sorted({ep.level for ep in proto.episodes() if ep.task == task and ep.split == split})
-    if not levels:
-        cells = sorted({(ep.task, ep.split) for ep in proto.episodes()})
-        raise ValueError(f"protocol {proto.name!r} has no episodes of ({task!r}, {split!r}); "
-                         f"its cells: {', '.join(f'{t}/{s}' for t, s in cells)}")
+    level = cell_episodes(proto, task, split)[0].level
     camera = camera or proto.cameras[0]
     if camera not in proto.cameras:
         raise ValueError(f"protocol {proto.name!r} renders {list(proto.cameras)}, not {camera!r}")
-    fields = {name: s for name, s in state_fields(proto.suite, task).items()
-              if name.endswith("_pos") and not name.startswith(("eef", "hand", "gripper"))}
     env = SlotEnv(proto.suite, proto.env_kwargs())
-    frames, positions = [], {name: [] for name in fields}
+    frames, positions = [], {}
     try:
         for index in range(episodes):
-            env.next_episode = (task, split, levels[0], index)
+            env.next_episode = (task, split, level, index)
             obs, info = env.reset()
             if info.get("error"):
                 raise RuntimeError(f"episode {index} of {task}/{split} did not start: {info['error']}")
             frames.append(np.asarray(obs["pixels"][camera]))
-            for name, s in fields.items():
-                positions[name].append(np.asarray(info["privileged_state"][s], np.float64))
+            for name, xyz in task_points(proto.suite, task, info["privileged_state"]).items():
+                positions.setdefault(name, []).append(xyz)
     finally:
         env.close()
-    return np.stack(frames), {name: np.stack(v) for name, v in positions.items()}
+    # a point missing from some episodes (Meta-World's padded second object) is not a point of the task
+    return np.stack(frames), {name: np.stack(v) for name, v in positions.items() if len(v) == episodes}
 
 
 def encoder_features(policy, frames: np.ndarray, encoder=None) -> np.ndarray:
@@ -142,6 +137,7 @@ def probe(checkpoints: list[str], protocol: str, tasks: list[str], split: str = 
           folds: int = 5) -> pd.DataFrame:
     """One row per (checkpoint, encoder: trained or random-init, task, randomised object)."""
     from eval.policies import load_policy_spec
+    from vp_envs.observability import RANDOMISED_CM, span
 
     if episodes < 2 * folds:
         raise ValueError(f"--episodes {episodes} is too few for {folds} folds (at least {2 * folds})")
@@ -164,8 +160,8 @@ def probe(checkpoints: list[str], protocol: str, tasks: list[str], split: str = 
                 feats = encoder_features(policy, frames, encoder)
                 for name, pos in positions.items():
                     xy = pos[:, :2]
-                    if np.linalg.norm(xy - xy.mean(0), axis=1).max() * 100 < RANDOMISED_CM:
-                        continue  # fixed: nothing to find
+                    if 100 * span(xy) < RANDOMISED_CM:
+                        continue  # fixed (the observability check's rule): nothing to find
                     rows.append({"checkpoint": spec, "encoder": kind, "task": task, "object": name,
                                  "split": split, "episodes": episodes, "camera": camera,
                                  **score(feats, xy, folds)})
@@ -191,11 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval.probe: error: {exc}", file=sys.stderr)
         return 2
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        df.to_csv(tmp, index=False, float_format="%.4g")
-        tmp.replace(args.out)
-        print(f"wrote {args.out}")
+        from eval.trace import write_csv
+
+        write_csv(df, args.out, "%.4g")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df.drop(columns=["split", "episodes"]).round(3).to_string(index=False))
     return 0

@@ -59,17 +59,32 @@ def trace(policy_spec: str, protocol: str, task: str, split: str = "test", episo
         torch.set_num_threads(previous)
 
 
+def cell_episodes(proto, task: str, split: str) -> list:
+    """The protocol's episodes of (task, split); a ValueError listing its cells when there are none."""
+    eps = [ep for ep in proto.episodes() if ep.task == task and ep.split == split]
+    if not eps:
+        cells = sorted({(ep.task, ep.split) for ep in proto.episodes()})
+        raise ValueError(f"protocol {proto.name!r} has no episodes of ({task!r}, {split!r}); "
+                         f"its cells: {', '.join(f'{t}/{s}' for t, s in cells)}")
+    return eps
+
+
+def write_csv(df: pd.DataFrame, path: Path, float_format: str) -> None:
+    """``df`` to ``path`` atomically (readers see the old file or the new one), saying where."""
+    from eval.runner import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, lambda tmp: df.to_csv(tmp, index=False, float_format=float_format))
+    print(f"wrote {path}")
+
+
 def _trace(policy_spec: str, protocol: str, task: str, split: str, episodes: int) -> pd.DataFrame:
     from eval.policies import load_policy_spec
     from eval.protocol import load_protocol
     from eval.slot_env import SlotEnv, format_error
 
     proto = load_protocol(protocol)
-    eps = [ep for ep in proto.episodes() if ep.task == task and ep.split == split and ep.index < episodes]
-    if not eps:
-        cells = sorted({(ep.task, ep.split) for ep in proto.episodes()})
-        raise ValueError(f"protocol {proto.name!r} has no episodes of ({task!r}, {split!r}); "
-                         f"its cells: {', '.join(f'{t}/{s}' for t, s in cells)}")
+    eps = [ep for ep in cell_episodes(proto, task, split) if ep.index < episodes]
     policy = load_policy_spec(policy_spec)
     fields = state_fields(proto.suite, task)
     env = SlotEnv(proto.suite, proto.env_kwargs())
@@ -145,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval.trace: error: {exc}", file=sys.stderr)
         return 2
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        df.to_csv(tmp, index=False, float_format="%.5g")
-        tmp.replace(args.out)
-        print(f"wrote {args.out}")
+        write_csv(df, args.out, "%.5g")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary(df).to_string(index=False))
     return 0

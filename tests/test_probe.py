@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from eval.probe import encoder_features, first_frames, main, random_init, score
+from vp_envs.observability import RANDOMISED_CM, span
 
 TASK = "button-press-topdown-v3"  # one of metaworld-lite-v2's tasks; the button's position is randomised
 
@@ -55,10 +56,10 @@ def test_the_cli_probes_every_randomised_object_for_both_encoders(bc_checkpoint,
     assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "10",
                  "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    assert [p.name for p in tmp_path.iterdir()] == ["probe.csv"]  # written atomically: no temporary file left
     assert set(df.encoder) == {"trained", "random-init"} and set(df.task) == {TASK}
     frames, positions = first_frames("metaworld-lite-v2", TASK, "test", 10, "corner4")
-    moving = {n for n, p in positions.items() if np.ptp(p[:, :2], axis=0).max() > 0.005}
+    moving = {n for n, p in positions.items() if 100 * span(p[:, :2]) >= RANDOMISED_CM}
     assert moving and set(df.object) == moving  # exactly the objects the episodes move
     assert frames.shape == (10, 96, 96, 3) and len({f.tobytes() for f in frames}) == 10  # the layouts show
     for name in moving:

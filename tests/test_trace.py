@@ -32,7 +32,7 @@ def test_the_cli_writes_meta_worlds_named_fields_to_its_csv(tmp_path, capsys):
     xy = 100 * ((df.object_pos_x - df.goal_pos_x) ** 2 + (df.object_pos_y - df.goal_pos_y) ** 2) ** 0.5
     assert s.object_to_goal_xy_cm_min.iloc[0] == round(xy.min(), 1) and "object_to_goal_xy_cm_final" in printed
     assert s.object_to_goal_dz_cm_final.iloc[0] == round(100 * (df.object_pos_z - df.goal_pos_z).iloc[-1], 1)
-    assert not list(tmp_path.glob("*.tmp"))  # written atomically: no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # written atomically: no temporary file left
 
 
 def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):

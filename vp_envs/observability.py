@@ -88,7 +88,8 @@ def project(cam_pos: np.ndarray, cam_mat: np.ndarray, fovy_deg: float, points: n
     return np.stack([width / 2 + f * local[:, 0] / depth, height / 2 - f * local[:, 1] / depth], axis=1)
 
 
-def _span(points: np.ndarray) -> float:
+def span(points: np.ndarray) -> float:
+    """Largest pairwise distance between points (N, D): how far a point moves over the episodes."""
     points = np.asarray(points, dtype=np.float64)
     if len(points) < 2:
         return 0.0
@@ -178,16 +179,16 @@ def check_task(suite: str, task: str, *, camera: str, image_size: int, episodes:
     reports = []
     for name in worlds:
         world, px = np.array(worlds[name]), np.array(pixels[name])
-        world_span = 100 * _span(world)
+        world_span = 100 * span(world)
         implied = ""
         if world_span >= RANDOMISED_CM and name.startswith("goal"):  # objects must be seen themselves
             for other in worlds:
-                if other != name and 100 * _span(world - np.array(worlds[other])) < RANDOMISED_CM \
-                        and 100 * _span(np.array(worlds[other])) >= RANDOMISED_CM:
+                if other != name and 100 * span(world - np.array(worlds[other])) < RANDOMISED_CM \
+                        and 100 * span(np.array(worlds[other])) >= RANDOMISED_CM:
                     implied = other
                     break
         frac = float(np.mean(drawn[name]))
-        px_span = _span(px)
+        px_span = span(px)
         if world_span < RANDOMISED_CM:
             status = "fixed"
         elif implied:
