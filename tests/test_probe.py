@@ -34,8 +34,9 @@ def test_random_init_redraws_every_weight():
 
 
 @pytest.fixture(scope="module")
-def bc_checkpoint(tmp_path_factory):
-    """An untrained image BC reading the protocol's camera (corner4): the probe's plumbing, not its verdict."""
+def checkpoints(tmp_path_factory):
+    """Untrained BCs (the probe's plumbing, not its verdict): ``bc`` reads the protocol's camera (corner4),
+    ``corner2`` a camera metaworld-lite-v2 does not render, ``state`` no image at all."""
     from vp_agent import make_policy
     from vp_agent.data import DemoDataset
     from vp_envs.datagen import generate
@@ -43,12 +44,17 @@ def bc_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
     generate("metaworld", [TASK], "train", 1, root / "demos", cameras=("corner4",), size=32, progress=False)
     ds = DemoDataset([root / "demos"], camera="corner4")
-    torch.manual_seed(0)
-    policy = make_policy("bc", dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=16,
-                                    hidden_dims=[32], crop=0, camera="corner4"), ds.stats, ds.state_dim,
-                         ds.action_dim)
-    policy.save(root / "bc")
-    return root / "bc"
+    base = dict(text_encoder="hashing", encoder_channels=[8, 16], feature_dim=16, hidden_dims=[32], crop=0)
+    for name, extra in {"bc": dict(camera="corner4"), "corner2": dict(camera="corner2"),
+                        "state": dict(use_image=False)}.items():
+        torch.manual_seed(0)
+        make_policy("bc", {**base, **extra}, ds.stats, ds.state_dim, ds.action_dim).save(root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bc_checkpoint(checkpoints):
+    return checkpoints / "bc"
 
 
 def test_the_cli_probes_every_randomised_object_for_both_encoders(bc_checkpoint, tmp_path, capsys):
@@ -80,10 +86,14 @@ def test_features_are_the_encoders_own_at_inference(bc_checkpoint):
     assert np.allclose(feats, ref.double().numpy())
 
 
-def test_bad_input_is_one_line_and_exit_2(bc_checkpoint, tmp_path, capsys):
-    assert main([str(tmp_path / "nope"), "--protocol", "metaworld-lite-v2", "--task", TASK]) == 2
-    assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "4"]) == 2
-    assert main([str(bc_checkpoint), "--protocol", "metaworld-lite-v2", "--task", "Lift", "--episodes", "10"]) == 2
+def test_bad_input_is_one_line_and_exit_2(checkpoints, tmp_path, capsys):
+    cli = ["--protocol", "metaworld-lite-v2", "--task"]
+    assert main([str(tmp_path / "nope"), *cli, TASK]) == 2
+    assert main([str(checkpoints / "bc"), *cli, TASK, "--episodes", "4"]) == 2
+    assert main([str(checkpoints / "bc"), *cli, "Lift", "--episodes", "10"]) == 2
+    assert main([str(checkpoints / "state"), *cli, TASK, "--episodes", "10"]) == 2
+    assert main([str(checkpoints / "corner2"), *cli, TASK, "--episodes", "10"]) == 2
     errs = capsys.readouterr().err.strip().splitlines()
-    assert len(errs) == 3 and all(e.startswith("eval.probe: error:") for e in errs)
+    assert len(errs) == 5 and all(e.startswith("eval.probe: error:") for e in errs)
     assert "nope" in errs[0] and "too few" in errs[1] and TASK in errs[2]  # the valid cells are listed
+    assert "no image encoder" in errs[3] and "renders ['corner4'], not 'corner2'" in errs[4]
