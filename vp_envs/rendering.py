@@ -13,14 +13,21 @@ copies every model array the simulation may edit from the simulation's model bef
 are applied: the frame shows where the episode put things, and the factors still never reach the physics.
 Cameras whose up-vector points down in the world (Meta-World's corner cameras) are rolled 180 degrees about
 their optical axis, so every image is upright without a flip in the hot path.
+
+Building a GL context with MuJoCo's render context (uploading the model's textures and meshes) costs about as
+much as 40 small frames, so a closed renderer gives its context to a per-process pool (:data:`GL_POOL_SIZE`),
+from which the next renderer of a model with the same assets and image size takes it.
 """
 
 from __future__ import annotations
 
 import atexit
 import copy
+import hashlib
 import os
+import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -34,7 +41,10 @@ def _load_triton_before_mesa() -> None:
     torch 2.13 / Triton 3.8: render a frame, then ``import torch._dynamo``, which diffusers and torch.compile
     import). Loaded first, both coexist. torch imports Triton lazily, so a process that renders and then
     loads Diffusion Policy or Video Policy would crash: this costs about 0.25 s once per process instead
-    (``tests/test_rendering.py::test_torch_dynamo_imports_after_a_frame_is_rendered``)."""
+    (``tests/test_rendering.py::test_torch_dynamo_imports_after_a_frame_is_rendered``).
+
+    Where Mesa's LLVM is already loaded (the process rendered with MuJoCo before it first used vp_envs),
+    loading Triton now would crash at once: it is skipped with a warning instead."""
     import ctypes
     import importlib.util
 
@@ -45,11 +55,32 @@ def _load_triton_before_mesa() -> None:
     if spec is None or spec.origin is None:
         return
     lib = os.path.join(os.path.dirname(spec.origin), "_C", "libtriton.so")
+    loaded = _loaded_libraries()
+    if any("libtriton" in name for name in loaded):
+        return
+    if any("libLLVM" in name for name in loaded):
+        import warnings
+
+        warnings.warn(
+            "this process rendered with MuJoCo (Mesa's LLVM is loaded) before it imported vp_envs, so Triton's "
+            "library cannot be loaded first; importing torch._dynamo later (Diffusion Policy, Video Policy, "
+            "diffusers) may crash the process. Import vp_envs before rendering to avoid it.", RuntimeWarning,
+            stacklevel=2)
+        return
     if os.path.exists(lib):
         try:
             ctypes.CDLL(lib)
         except OSError:
             pass  # a Triton that cannot load here cannot crash a later import either
+
+
+def _loaded_libraries() -> list[str]:
+    """Paths of the shared libraries mapped into this process (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return [line.split()[-1] for line in maps if ".so" in line]
+    except OSError:
+        return []
 
 
 _load_triton_before_mesa()
@@ -139,6 +170,98 @@ def upright_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> list[int]:
 _LIVE: "weakref.WeakSet[SceneRenderer]" = weakref.WeakSet()
 _ATEXIT_REGISTERED = False
 
+#: Idle render contexts a process keeps for reuse (``VP_GL_POOL_SIZE``; 0 turns reuse off). Building one
+#: (MuJoCo uploads the model's textures and meshes; Mesa makes their mipmaps in software) takes about 0.5-0.7 s
+#: for a Meta-World model, against about 15 ms to draw a 64 px frame; a closed env's context serves the next
+#: env whose model has the same assets at the same size, so re-making an env of a task (an evaluation runner
+#: going from split to split, a test suite) does not pay it again. Each idle context holds its textures in
+#: memory (about 10 MB for a Meta-World model).
+GL_POOL_SIZE = int(os.environ.get("VP_GL_POOL_SIZE", "8"))
+# Model arrays MuJoCo's render context is built from (mjr_makeContext): contexts are shared only between
+# models whose arrays under these prefixes, offscreen buffer and quality settings are equal.
+_UPLOADED_PREFIXES = ("mesh_", "tex_", "flex_", "skin_", "hfield_")
+_POOL: "OrderedDict[tuple, list[_Context]]" = OrderedDict()
+_POOL_LOCK = threading.Lock()
+
+
+class _Context:
+    """A GL context and MuJoCo's render context for one model's assets (what ``mujoco.Renderer`` builds)."""
+
+    def __init__(self, model: mujoco.MjModel, width: int, height: int):
+        from mujoco import gl_context
+
+        self.gl = gl_context.GLContext(width, height)
+        self.gl.make_current()
+        self.mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150.value)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self.mjr)
+        self.mjr.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
+
+    def free(self) -> None:
+        gl, mjr, self.gl, self.mjr = self.gl, self.mjr, None, None
+        try:
+            if gl is not None:
+                gl.free()
+            if mjr is not None:
+                mjr.free()
+        except Exception:  # noqa: BLE001 - EGL already terminated (at exit): nothing is left to free
+            if gl is not None:
+                gl._context = None  # or its __del__ tries again and prints the same error
+
+
+def _context_key(model: mujoco.MjModel, textures: np.ndarray, width: int, height: int) -> tuple:
+    """What a render context depends on: the uploaded assets (``textures`` stands for ``model.tex_data``, which
+    factors edit), the offscreen buffer and quality settings, the image size, and the thread (a GL context is
+    made current in one thread at a time)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(dir(model)):
+        if not name.startswith(_UPLOADED_PREFIXES):
+            continue
+        value = textures if name == "tex_data" else getattr(model, name, None)
+        if isinstance(value, np.ndarray):
+            digest.update(f"{name}{value.shape}{value.dtype}".encode())
+            digest.update(np.ascontiguousarray(value).data)
+    quality, buffer = model.vis.quality, model.vis.global_
+    return (digest.hexdigest(), width, height, buffer.offwidth, buffer.offheight, quality.offsamples,
+            quality.shadowsize, quality.numslices, quality.numstacks, quality.numquads, threading.get_ident())
+
+
+def _take_context(key: tuple) -> "_Context | None":
+    if GL_POOL_SIZE <= 0:
+        return None
+    with _POOL_LOCK:
+        idle = _POOL.get(key)
+        if not idle:
+            return None
+        ctx = idle.pop()
+        if not idle:
+            del _POOL[key]
+        return ctx
+
+
+def _give_context(key: tuple, ctx: _Context) -> None:
+    evicted = []
+    with _POOL_LOCK:
+        if GL_POOL_SIZE > 0:
+            _POOL.setdefault(key, []).append(ctx)
+            _POOL.move_to_end(key)
+        else:
+            evicted.append(ctx)
+        while sum(len(v) for v in _POOL.values()) > GL_POOL_SIZE:
+            oldest = next(iter(_POOL))
+            evicted.append(_POOL[oldest].pop(0))
+            if not _POOL[oldest]:
+                del _POOL[oldest]
+    for old in evicted:
+        old.free()
+
+
+def _free_pool() -> None:
+    with _POOL_LOCK:
+        idle = [ctx for contexts in _POOL.values() for ctx in contexts]
+        _POOL.clear()
+    for ctx in idle:
+        ctx.free()
+
 
 def _close_all() -> None:
     # Free GL contexts while EGL is still initialised; freeing them from __del__ at shutdown raises.
@@ -147,6 +270,10 @@ def _close_all() -> None:
             renderer.close()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
+    try:
+        _free_pool()
+    except Exception:  # noqa: BLE001 - shutting down anyway
+        pass
 
 
 _FORKED_AFTER_GL = False
@@ -157,9 +284,13 @@ def _forget_gl_after_fork() -> None:
     # Mesa's EGL state does not survive fork: a child of a process that has rendered hangs on its first
     # context. Keep the parent's renderers alive but unused (freeing them would touch the parent's
     # display) and make the child's first render fail with a clear message instead of hanging.
-    global _FORKED_AFTER_GL
+    global _FORKED_AFTER_GL, _POOL_LOCK
+    _POOL_LOCK = threading.Lock()  # a thread of the parent may have held it at the fork
     live = [r for r in list(_LIVE) if r._renderer is not None]
-    if live:
+    idle = [ctx for contexts in _POOL.values() for ctx in contexts]
+    _POOL.clear()
+    _ORPHANS.extend(idle)
+    if live or idle:
         _FORKED_AFTER_GL = True
         for renderer in live:
             _ORPHANS.append(renderer._renderer)
@@ -170,12 +301,14 @@ os.register_at_fork(after_in_child=_forget_gl_after_fork)
 
 
 def _register_close_at_exit() -> None:
-    # MuJoCo registers eglTerminate at exit when it creates its first context; registering after that
-    # makes ours run first (atexit is last-in, first-out).
+    # MuJoCo registers eglTerminate at exit when it creates its first context, and robosuite's own EGL
+    # binding when it makes its first one (its stock renderer): registering again after every context we
+    # build makes ours run before any of them (atexit is last-in, first-out).
     global _ATEXIT_REGISTERED
-    if not _ATEXIT_REGISTERED:
-        atexit.register(_close_all)
-        _ATEXIT_REGISTERED = True
+    if _ATEXIT_REGISTERED:
+        atexit.unregister(_close_all)
+    atexit.register(_close_all)
+    _ATEXIT_REGISTERED = True
 
 
 class SceneRenderer:
@@ -208,10 +341,19 @@ class SceneRenderer:
         self._rolled = upright_cameras(self.model, self._data)  # re-applied after every sync
         self._headlight = (np.array(self.model.vis.headlight.diffuse), np.array(self.model.vis.headlight.ambient))
         self.width, self.height, self.options = width, height, options
-        # The GL context is made on first use, not here: a process that only builds envs (as
-        # AsyncVectorEnv's parent does for its spaces) must not hold EGL state when it forks workers.
-        self._renderer: mujoco.Renderer | None = None
+        # The GL context is made (or taken from the pool of idle ones) on first use, not here: a process that
+        # only builds envs (as AsyncVectorEnv's parent does for its spaces) must not hold EGL state when it
+        # forks workers.
+        self._renderer: _Context | None = None
+        self._context_key: tuple | None = None
+        self._scene: mujoco.MjvScene | None = None
+        self._rect = mujoco.MjrRect(0, 0, width, height)
         self._cam_ids = [names.index(c) for c in cameras]
+        self._cams = []
+        for cam_id in self._cam_ids:
+            cam = mujoco.MjvCamera()
+            cam.type, cam.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, cam_id
+            self._cams.append(cam)
         self._option = mujoco.MjvOption()
         if geomgroups is not None:
             self._option.geomgroup[:] = 0
@@ -222,16 +364,26 @@ class SceneRenderer:
         self._pristine_tex = self.model.tex_data.copy()
         _LIVE.add(self)
 
-    def _gl(self) -> mujoco.Renderer:
+    def _gl(self) -> _Context:
         if self._renderer is None:
             if _FORKED_AFTER_GL:
                 raise RuntimeError(
                     "this process was forked from one that had already rendered with EGL, which Mesa cannot "
                     "continue in a child; start workers with gymnasium.vector.AsyncVectorEnv(..., "
                     "context='spawn') (or 'forkserver'), or create the vector env before rendering")
-            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
-            _register_close_at_exit()
-            flags = self._renderer.scene.flags
+            if self._context_key is None:
+                self._context_key = _context_key(self.model, self._pristine_tex, self.width, self.height)
+            ctx = _take_context(self._context_key)
+            if ctx is None:
+                ctx = _Context(self.model, self.width, self.height)  # uploads the textures as they are now
+                self._renderer = ctx
+                _register_close_at_exit()
+            else:  # an idle context holds the pristine textures: upload what factors have edited since
+                self._renderer = ctx
+                self._upload_textures(self._edited_textures)
+        if self._scene is None:
+            self._scene = mujoco.MjvScene(self.model, maxgeom=10000)  # as mujoco.Renderer makes it
+            flags = self._scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.options.shadows
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.options.reflections
             flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = self.options.skybox
@@ -268,11 +420,11 @@ class SceneRenderer:
             self._edited_textures |= scene.dirty_textures
 
     def _upload_textures(self, textures: set[int]) -> None:
-        if self._renderer is None:
+        if self._renderer is None or not textures:
             return  # a context, when made, uploads the model's textures as they are then
-        self._renderer._gl_context.make_current()
+        self._renderer.gl.make_current()
         for t in sorted(textures):
-            mujoco.mjr_uploadTexture(self.model, self._renderer._mjr_context, t)
+            mujoco.mjr_uploadTexture(self.model, self._renderer.mjr, t)
 
     def scene(self, geom_groups, object_bodies, table_height, table_region, avoid_points) -> VisualScene:
         """A :class:`VisualScene` over this renderer's model for factors to edit."""
@@ -287,13 +439,20 @@ class SceneRenderer:
         mine.mocap_quat[:] = data.mocap_quat
         mujoco.mj_kinematics(self.model, mine)
         mujoco.mj_camlight(self.model, mine)
-        renderer = self._gl()
+        ctx = self._gl()
+        ctx.gl.make_current()
+        scene, rect = self._scene, self._rect
         frames = {}
-        for name, cam_id in zip(self.cameras, self._cam_ids):
-            renderer.update_scene(mine, camera=cam_id, scene_option=self._option)
+        for name, cam in zip(self.cameras, self._cams):
+            mujoco.mjv_updateScene(self.model, mine, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL.value,
+                                   scene)
             if self._extra:
-                self._add_extra(renderer.scene)
-            frames[name] = renderer.render()
+                self._add_extra(scene)
+            mujoco.mjr_render(rect, scene, ctx.mjr)
+            out = np.empty((self.height, self.width, 3), dtype=np.uint8)
+            mujoco.mjr_readPixels(out, None, rect, ctx.mjr)
+            out[:] = np.flipud(out)  # OpenGL's rows run bottom-up
+            frames[name] = out
         return frames
 
     def _add_extra(self, scene: mujoco.MjvScene) -> None:
@@ -305,6 +464,21 @@ class SceneRenderer:
             scene.ngeom += 1
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        """Give the render context back to the process's pool of idle ones (its textures restored to the
+        model's own), or free it when reuse is off (:data:`GL_POOL_SIZE`)."""
+        if self._renderer is None:
+            return
+        ctx = self._renderer
+        try:
+            if GL_POOL_SIZE > 0 and self._context_key is not None:
+                if self._edited_textures:
+                    self.model.tex_data[:] = self._pristine_tex
+                    self._upload_textures(self._edited_textures)
+                    self._edited_textures = set()
+                self._renderer = None
+                _give_context(self._context_key, ctx)
+                return
+        except Exception:  # noqa: BLE001 - a context that cannot be restored is freed, not reused
+            pass
+        self._renderer = None
+        ctx.free()

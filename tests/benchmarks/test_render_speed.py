@@ -69,3 +69,28 @@ def test_speedup_over_stock(benchmark):
     finally:
         stock.close()
         ours.close()
+
+
+def test_remaking_an_env_reuses_its_gl_context(benchmark, monkeypatch):
+    """Make an env of a task, reset it (its first frame) and close it, as an evaluation runner does going from
+    split to split: with the process's pool of idle render contexts (the default) against a context built for
+    every env (``VP_GL_POOL_SIZE=0``), timed interleaved. Target: at least 2x."""
+    from vp_envs import rendering
+
+    from benchmarks.stepping import interleaved_fastest
+
+    def remake():
+        env = vp_envs.make(f"vp/metaworld-{TASK}", width=64, height=64, cameras=("corner2",))
+        env.reset(seed=0)
+        env.close()
+
+    paths = {"built": (remake, lambda: None, lambda: monkeypatch.setattr(rendering, "GL_POOL_SIZE", 0)),
+             "reused": (remake, lambda: None, lambda: monkeypatch.setattr(rendering, "GL_POOL_SIZE", 8))}
+    times = interleaved_fastest(paths, rounds=5, warmup=1)
+    ratio = times["built"] / times["reused"]
+    benchmark.extra_info.update(built_ms=times["built"] * 1e3, reused_ms=times["reused"] * 1e3, speedup=ratio)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print(f"\nmake+reset+close: context built {times['built'] * 1e3:.0f} ms, reused {times['reused'] * 1e3:.0f} ms, "
+          f"speed-up {ratio:.1f}x")
+    assert ratio >= 2.0, \
+        f"{ratio:.2f}x < 2x (built {times['built'] * 1e3:.0f} ms, reused {times['reused'] * 1e3:.0f} ms)"
