@@ -31,11 +31,17 @@ def test_splits_listed():
         "train", "test", "camera", "lighting", "texture", "distractor", "position", "new_task"]
 
 
+# gymnasium's render-mode and close checks make two more envs of the task (one of them rendering), the
+# same wrapper code for every task: run in full on these, the rest skip those two.
+FULL_CHECK = {"vp/metaworld-reach-v3", "vp/metaworld-pick-place-v3", "vp/metaworld-door-open-v3"}
+
+
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_check_env(env_id):
     env = gym.make(env_id, width=24, height=24, render_mode="rgb_array")
+    full = env_id in FULL_CHECK
     try:
-        check_env(env.unwrapped)
+        check_env(env.unwrapped, skip_render_check=not full, skip_close_check=not full)
     finally:
         env.close()
 

@@ -26,8 +26,9 @@ def test_ids_and_splits_listed():
 @pytest.mark.parametrize("env_id", IDS)
 def test_check_env(env_id):
     env = gym.make(env_id, width=24, height=24, render_mode="rgb_array")
+    full = env_id == "vp/robosuite-Lift"  # render-mode and close checks: the same wrapper code for every task
     try:
-        check_env(env.unwrapped)
+        check_env(env.unwrapped, skip_render_check=not full, skip_close_check=not full)
         # The experts (and the action docs) treat the OSC base frame as the world frame.
         np.testing.assert_allclose(env.unwrapped._model.body("robot0_base").quat, [1, 0, 0, 0])
     finally:
