@@ -115,7 +115,9 @@ def test_every_split_and_level_resets(make_env):
     for name, split in spec.splits.items():
         task = TASK if split.tasks is None else f"vp/metaworld-{split.tasks[0]}"
         for level in range(1, split.num_levels + 1):
-            obs, info = make_env(task, split=name, level=level, width=16, height=16).reset(options={"episode": 0})
+            env = make_env(task, split=name, level=level, width=16, height=16)
+            obs, info = env.reset(options={"episode": 0})
+            env.close()  # its render context serves the next env of the task
             assert frame(obs).shape == (16, 16, 3) and info["level"] == level
     assert {n for n, s in spec.splits.items() if s.perceptual and s.levels} == set(PERCEPTUAL)
     assert not spec.split("position").perceptual

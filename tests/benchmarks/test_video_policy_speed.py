@@ -225,7 +225,7 @@ def test_one_token_cross_attention_shortcut(benchmark, demos, slots):
     best = {"shortcut": float("inf"), "diffusers": float("inf")}
     with torch.no_grad():
         chunk(OneTokenCrossAttnProcessor), chunk(AttnProcessor2_0)  # warm-up
-        for _ in range(8 if slots == 1 else 2):  # a 1-slot round is 1 s; at 8 slots 4 s, and not asserted
+        for _ in range(6 if slots == 1 else 1):  # a 1-slot round is 1 s; at 8 slots 4 s, and not asserted
             fast, t = chunk(OneTokenCrossAttnProcessor)
             best["shortcut"] = min(best["shortcut"], t)
             plain, t = chunk(AttnProcessor2_0)
@@ -238,8 +238,8 @@ def test_one_token_cross_attention_shortcut(benchmark, demos, slots):
           f"{best['diffusers'] * 1e3:.0f} ms with diffusers' attention: {speedup:.2f}x")
     # it does strictly less work; the margin is small (1.05-1.15x at one slot, 1.01x at 8 in runs beside a
     # training job), so the check is only that it is not slower beyond timing noise, at one slot: at 8 the
-    # chunk is compute-bound, 2 rounds of 2 s each beside a training job spread 0.87-1.01x, and the ratio is
-    # recorded, not asserted (the actions are still compared above)
+    # chunk is compute-bound, 2 rounds of 2 s each beside a training job spread 0.87-1.01x, and the ratio of
+    # one round is recorded, not asserted (the actions are still compared above)
     if slots == 1:
         assert speedup > 0.95
 
