@@ -241,11 +241,8 @@ def _take_context(key: tuple) -> "_Context | None":
 def _give_context(key: tuple, ctx: _Context) -> None:
     evicted = []
     with _POOL_LOCK:
-        if GL_POOL_SIZE > 0:
-            _POOL.setdefault(key, []).append(ctx)
-            _POOL.move_to_end(key)
-        else:
-            evicted.append(ctx)
+        _POOL.setdefault(key, []).append(ctx)
+        _POOL.move_to_end(key)
         while sum(len(v) for v in _POOL.values()) > GL_POOL_SIZE:
             oldest = next(iter(_POOL))
             evicted.append(_POOL[oldest].pop(0))
@@ -255,10 +252,16 @@ def _give_context(key: tuple, ctx: _Context) -> None:
         old.free()
 
 
+def _empty_pool() -> list:
+    """Take every idle context out of the pool."""
+    idle = [ctx for contexts in _POOL.values() for ctx in contexts]
+    _POOL.clear()
+    return idle
+
+
 def _free_pool() -> None:
     with _POOL_LOCK:
-        idle = [ctx for contexts in _POOL.values() for ctx in contexts]
-        _POOL.clear()
+        idle = _empty_pool()
     for ctx in idle:
         ctx.free()
 
@@ -287,8 +290,7 @@ def _forget_gl_after_fork() -> None:
     global _FORKED_AFTER_GL, _POOL_LOCK
     _POOL_LOCK = threading.Lock()  # a thread of the parent may have held it at the fork
     live = [r for r in list(_LIVE) if r._renderer is not None]
-    idle = [ctx for contexts in _POOL.values() for ctx in contexts]
-    _POOL.clear()
+    idle = _empty_pool()
     _ORPHANS.extend(idle)
     if live or idle:
         _FORKED_AFTER_GL = True
