@@ -231,3 +231,34 @@ def test_torch_compile_against_eager(benchmark, demos):
             "compile_speedup": eager / benchmark.stats.stats.min}
     benchmark.extra_info.update(info)
     print("torch.compile", {k: round(v, 3) for k, v in info.items()})
+
+
+def test_where_an_image_baselines_training_flops_go(benchmark):
+    """Model FLOPs of a forward and backward pass of the baselines' image encoder over one Diffusion Policy
+    batch of the v2 recipes (32 samples x 2 frames, 96x96), per block of its trunk, reported. The encoder's
+    first residual block runs at half the input's resolution (48x48: a stride-2 stem and no max-pool, unlike
+    ResNet-18), which makes it the costliest block (docs/performance.md)."""
+    from vp_agent.policies.modules import ImageEncoder
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder((32, 64, 128))
+    frames = torch.rand(2 * BATCH, 3, 96, 96)
+
+    def step():
+        encoder.zero_grad()
+        encoder(frames).sum().backward()
+
+    with FlopCounterMode(display=False, depth=3) as counter:
+        step()
+    counts = {k: sum(v.values()) / 1e9 for k, v in counter.get_flop_counts().items()}
+    # whole blocks only: torch attributes backward FLOPs to sub-modules unreliably, to whole blocks exactly
+    # (they sum to the trunk's count)
+    blocks = {k.removeprefix("ImageEncoder.trunk."): v for k, v in counts.items()
+              if k.startswith("ImageEncoder.trunk.") and "." not in k.removeprefix("ImageEncoder.trunk.")}
+    info = {"encoder_gflop": counts["ImageEncoder"], **{f"trunk_{k}_gflop": v for k, v in blocks.items()}}
+    benchmark.pedantic(step, rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    print({k: round(v, 2) for k, v in info.items()})
+    first_block = blocks["3"]  # stem conv, norm, relu, then the blocks of widths 32, 64, 128
+    assert abs(sum(blocks.values()) - counts["ImageEncoder.trunk"]) < 1e-6 * counts["ImageEncoder.trunk"], info
+    assert first_block == max(blocks.values()) and first_block > 0.3 * counts["ImageEncoder"], info
