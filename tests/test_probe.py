@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from eval.probe import encoder_features, first_frames, main, random_init, score
+from eval.probe import encoder_features, first_frames, first_observations, main, random_init, score, \
+    video_policy_features
 from vp_envs.observability import RANDOMISED_CM, span
 
 TASK = "button-press-topdown-v3"  # one of metaworld-lite-v2's tasks; the button's position is randomised
@@ -35,8 +36,9 @@ def test_random_init_redraws_every_weight():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Untrained BCs (the probe's plumbing, not its verdict): ``bc`` reads the protocol's camera (corner4),
-    ``corner2`` a camera metaworld-lite-v2 does not render, ``state`` no image at all."""
+    """Untrained policies (the probe's plumbing, not its verdict): BCs where ``bc`` reads the protocol's camera
+    (corner4), ``corner2`` a camera metaworld-lite-v2 does not render, ``state`` no image at all; ``vp`` a tiny
+    Video Policy."""
     from vp_agent import make_policy
     from vp_agent.data import DemoDataset
     from vp_envs.datagen import generate
@@ -49,6 +51,10 @@ def checkpoints(tmp_path_factory):
                         "state": dict(use_image=False)}.items():
         torch.manual_seed(0)
         make_policy("bc", {**base, **extra}, ds.stats, ds.state_dim, ds.action_dim).save(root / name)
+    from test_video_policy import TINY as VP_TINY
+
+    torch.manual_seed(0)
+    make_policy("video_policy", {**VP_TINY, "camera": "corner4"}, ds.stats, ds.state_dim, ds.action_dim).save(root / "vp")
     return root
 
 
@@ -63,16 +69,29 @@ def test_the_cli_probes_every_randomised_object_for_both_encoders(bc_checkpoint,
                  "--out", str(out)]) == 0
     df = pd.read_csv(out)
     assert [p.name for p in tmp_path.iterdir()] == ["probe.csv"]  # written atomically: no temporary file left
-    assert set(df.encoder) == {"trained", "random-init"} and set(df.task) == {TASK}
+    assert set(df.encoder) == {"trained", "random-init", "none"} and set(df.task) == {TASK}
+    assert set(df[df.encoder == "none"].features) == {"pixels-16x16"}  # the frame's own row, once per object
     frames, positions = first_frames("metaworld-lite-v2", TASK, "test", 10, "corner4")
     moving = {n for n, p in positions.items() if 100 * span(p[:, :2]) >= RANDOMISED_CM}
     assert moving and set(df.object) == moving  # exactly the objects the episodes move
+    assert len(df) == 3 * len(moving)
     assert frames.shape == (10, 96, 96, 3) and len({f.tobytes() for f in frames}) == 10  # the layouts show
     for name in moving:
         spread = np.linalg.norm(positions[name][:, :2] - positions[name][:, :2].mean(0), axis=1).mean() * 100
         assert np.allclose(df[df.object == name].spread_cm, spread, rtol=1e-3)
     assert df.r2.notna().all() and (df.err_cm > 0).all()
     assert "random-init" in capsys.readouterr().out
+
+
+def test_the_frames_own_row_finds_what_the_frame_shows():
+    from eval.probe import pixel_features
+
+    frames, positions = first_frames("metaworld-lite-v2", TASK, "test", 30, "corner4")
+    xy = positions["object"][:, :2]  # the button box, placed anew each episode
+    feats = pixel_features(frames)
+    assert feats.shape == (30, 16 * 16 * 3)
+    assert score(feats, xy)["r2"] > 0.9  # the button is drawn, and moves (the observability check's verdict)
+    assert score(pixel_features(frames[np.random.default_rng(0).permutation(30)]), xy)["r2"] < 0.3  # not chance
 
 
 def test_features_are_the_encoders_own_at_inference(bc_checkpoint):
@@ -97,3 +116,44 @@ def test_bad_input_is_one_line_and_exit_2(checkpoints, tmp_path, capsys):
     assert len(errs) == 5 and all(e.startswith("eval.probe: error:") for e in errs)
     assert "nope" in errs[0] and "too few" in errs[1] and TASK in errs[2]  # the valid cells are listed
     assert "no image encoder" in errs[3] and "renders ['corner4'], not 'corner2'" in errs[4]
+
+
+def test_video_policy_is_probed_on_its_latent_and_on_what_its_action_head_reads(checkpoints, tmp_path, capsys):
+    out, grid = tmp_path / "probe.csv", tmp_path / "recon.png"
+    assert main([str(checkpoints / "vp"), str(checkpoints / "bc"), "--protocol", "metaworld-lite-v2", "--task", TASK,
+                 "--episodes", "10", "--out", str(out), "--grid", str(grid)]) == 0
+    df = pd.read_csv(out)
+    assert set(df.encoder) == {"trained", "random-init", "none"}
+    assert set(df.features) == {"latent", "head-first-step", "head-last-step", "encoder", "pixels-16x16"}
+    vp = df[df.checkpoint == str(checkpoints / "vp")]
+    assert len(vp) == 2 * 3 * df.object.nunique() and df.r2.notna().all()
+    import imageio.v3 as iio
+
+    size = 32 * 3  # the tiny config's autoencoder size, 3x: 8 frames over the one Video Policy's reconstructions
+    assert iio.imread(grid).shape == (2 * size, 8 * size, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe.csv", "recon.png"]
+    assert main([str(checkpoints / "bc"), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "10",
+                 "--grid", str(grid)]) == 2
+    assert "at least one Video Policy" in capsys.readouterr().err
+
+
+def test_video_policy_features_are_the_latent_and_the_action_heads_input(checkpoints):
+    from vp_agent import load_policy
+
+    policy = load_policy(checkpoints / "vp")
+    obs = first_observations("metaworld-lite-v2", TASK, "test", 3, "corner4")
+    seen = []  # what the action head's denoiser is given, step by step
+    denoise = policy._action_denoise
+    policy._action_denoise = lambda a, sigma, features, *rest: seen.append(features.clone()) or denoise(
+        a, sigma, features, *rest)
+    feats = video_policy_features(policy, obs["frames"], obs["states"], obs["instruction"])
+    n = policy.config.num_inference_steps
+    assert len(seen) == n and feats["head-last-step"].shape == (3, policy.config.feature_dim)
+    assert np.allclose(feats["head-first-step"], seen[0].double().numpy())
+    assert np.allclose(feats["head-last-step"], seen[-1].double().numpy())
+    with torch.no_grad():
+        latent = policy.encode_frames(torch.from_numpy(obs["frames"]).movedim(-1, -3)).flatten(1)
+    assert np.allclose(feats["latent"], latent.double().numpy())
+    again = video_policy_features(policy, obs["frames"], obs["states"], obs["instruction"])
+    assert all(np.array_equal(feats[k], again[k]) for k in feats)  # the sampling noise is seeded per frame
+    assert not np.allclose(feats["head-first-step"][0], feats["head-first-step"][1])  # and differs by frame

@@ -419,14 +419,18 @@ class VideoPolicy(TorchPolicy):
     # ------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def sample(self, image: torch.Tensor, text: torch.Tensor, state: torch.Tensor, generator=None,
-               noise_seeds: list[int] | None = None, real_future: torch.Tensor | None = None):
+               noise_seeds: list[int] | None = None, real_future: torch.Tensor | None = None,
+               features_out: list | None = None):
         """Lock-step sampling. image: (B, cams, 3, H, W) uint8 current frames; returns (actions (B, horizon, A)
         normalised, generated latents (B, cams*F, C, h, w)).
 
         ``real_future`` (B, cams*F, C, h, w), normalised latents of the real future frames: the inverse-dynamics
         ceiling (perfect video). The action head then reads, at every step, the video U-Net's features of the
         real future noised to that step's level with the same noise (the input it saw in training) instead of
-        the sampler's own video; the video is not generated and ``real_future`` is returned as the video."""
+        the sampler's own video; the video is not generated and ``real_future`` is returned as the video.
+
+        ``features_out``, a list, receives the (B, feature_dim) features the action head read at each step, in
+        step order (what ``python -m eval.probe`` asks about)."""
         c = self.config
         b, cams = image.shape[:2]
         cond_latent = self._conditioning_latent(self.encode_frames(image.flatten(0, 1))).view(
@@ -479,6 +483,8 @@ class VideoPolicy(TorchPolicy):
                 x = video_sched.step(denoised_x, t, x, pred_original_sample=denoised_x).prev_sample
             read.append(len(stash) - 1)
         pooled = self._read_features_batched(stash)
+        if features_out is not None:
+            features_out.extend(pooled[r] for r in read)
         for i, t in enumerate(action_sched.timesteps):
             sigma = action_sched.sigmas[i].to(dev).expand(b)
             feats = pooled[read[i]]
