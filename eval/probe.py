@@ -27,6 +27,8 @@ Reported per object:
     python -m eval.probe runs/train/rs2-bc/checkpoints/last --protocol robosuite-lite-v2 --task Lift Stack \\
         --episodes 100 --out results/probes/rs2-bc.csv
 
+A Video Policy checkpoint saved after its ``vae`` or ``video`` stage (``checkpoints/vae``: it cannot act, so
+evaluation refuses it) is probed on its latent only: is an autoencoder good enough, before the rest trains?
 The frames are rendered once and shared by every checkpoint given. First frames only: the arm has not moved,
 so this is the question "where is the object before I reach for it".
 """
@@ -118,21 +120,24 @@ def is_video_policy(policy) -> bool:
 
 
 def video_policy_features(policy, frames: np.ndarray, states: np.ndarray, instruction: str,
-                          batch_size: int = 32) -> dict[str, np.ndarray]:
+                          batch_size: int = 32, head: bool = True) -> dict[str, np.ndarray]:
     """Video Policy's image path for ``frames``: ``latent`` (N, C*h*w), the autoencoder's normalised latent
     the video model is conditioned on, and ``head-first-step`` / ``head-last-step`` (N, feature_dim), the
     pooled U-Net features the action head reads at the first and last sampling step (one sampling run per
-    frame, its noise seeded by the frame's index, as :meth:`VideoPolicy.sample` runs at inference)."""
+    frame, its noise seeded by the frame's index, as :meth:`VideoPolicy.sample` runs at inference); with
+    ``head=False`` the latent only."""
     import torch
 
     images = torch.from_numpy(frames).movedim(-1, -3)
     text = torch.from_numpy(policy.text_encoder.encode([instruction]))
     state = policy.stats["state"].normalize(torch.from_numpy(np.asarray(states, np.float32)))
-    out: dict[str, list] = {"latent": [], "head-first-step": [], "head-last-step": []}
+    out: dict[str, list] = {"latent": [], **({"head-first-step": [], "head-last-step": []} if head else {})}
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             img = images[start:start + batch_size]
             out["latent"].append(policy.encode_frames(img).flatten(1))
+            if not head:
+                continue
             steps: list = []
             policy.sample(img.unsqueeze(1), text.expand(len(img), -1), state[start:start + len(img), None],
                           noise_seeds=list(range(start, start + len(img))), features_out=steps)
@@ -146,7 +151,9 @@ def policy_features(policy, obs: dict, untrained: bool = False) -> dict[str, np.
     policy's image path; ``untrained``: the same network re-initialised (:func:`random_init`)."""
     if is_video_policy(policy):
         net = random_init(policy) if untrained else policy  # the whole network: autoencoder, U-Net, poolers
-        return video_policy_features(net, obs["frames"], obs["states"], obs["instruction"])
+        # saved before its action head trained (``probe_stage``): its latent only
+        return video_policy_features(net, obs["frames"], obs["states"], obs["instruction"],
+                                     head=not getattr(policy, "probe_stage", None))
     encoder = random_init(policy.encoder) if untrained else policy.encoder
     return {"encoder": encoder_features(policy, obs["frames"], encoder)}
 
@@ -235,18 +242,41 @@ def reconstruction_grid(policies: dict, frames: np.ndarray, path: Path, count: i
     return path
 
 
+def _load(spec: str):
+    """The policy of a checkpoint spec, as evaluation loads it; a Video Policy saved after its ``vae`` or
+    ``video`` stage (which cannot act) loads too, marked ``probe_stage``: only its latent is probed."""
+    import json
+
+    from eval.policies import NOT_ACTING_STAGES, load_policy_spec
+
+    path = Path(spec)
+    try:
+        stage = json.loads((path / "config.json").read_text()).get("stage")
+    except (OSError, ValueError):
+        stage = None
+    if stage not in NOT_ACTING_STAGES:
+        return load_policy_spec(spec)
+    from vp_agent import CheckpointError, load_policy
+
+    try:
+        policy = load_policy(path)
+    except CheckpointError as exc:
+        raise ValueError(f"policy {spec!r}: {exc}") from exc
+    policy.probe_stage = stage
+    return policy
+
+
 def probe(checkpoints: list[str], protocol: str, tasks: list[str], split: str = "test", episodes: int = 100,
           folds: int = 5, grid: Path | None = None) -> pd.DataFrame:
     """One row per (checkpoint, encoder: trained or random-init, features, task, randomised object);
     ``grid``: also write :func:`reconstruction_grid` of the first task's frames (Video Policy checkpoints)."""
-    from eval.policies import load_policy_spec
     from vp_envs.observability import RANDOMISED_CM, span
 
     if episodes < 2 * folds:
         raise ValueError(f"--episodes {episodes} is too few for {folds} folds (at least {2 * folds})")
     policies = {}
     for spec in checkpoints:
-        policy = load_policy_spec(spec)
+        policy = _load(spec)
         if getattr(policy, "encoder", None) is None and not is_video_policy(policy):
             raise ValueError(f"policy {spec!r} ({type(policy).__name__}) has no image encoder to probe "
                              f"(BC and Diffusion Policy from the image have one, and Video Policy)")

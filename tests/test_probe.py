@@ -54,7 +54,9 @@ def checkpoints(tmp_path_factory):
     from test_video_policy import TINY as VP_TINY
 
     torch.manual_seed(0)
-    make_policy("video_policy", {**VP_TINY, "camera": "corner4"}, ds.stats, ds.state_dim, ds.action_dim).save(root / "vp")
+    vp = make_policy("video_policy", {**VP_TINY, "camera": "corner4"}, ds.stats, ds.state_dim, ds.action_dim)
+    vp.save(root / "vp")
+    vp.save(root / "vp-vae", extra={"stage": "vae"})  # as vp-train saves checkpoints/vae: it cannot act
     return root
 
 
@@ -157,3 +159,15 @@ def test_video_policy_features_are_the_latent_and_the_action_heads_input(checkpo
     again = video_policy_features(policy, obs["frames"], obs["states"], obs["instruction"])
     assert all(np.array_equal(feats[k], again[k]) for k in feats)  # the sampling noise is seeded per frame
     assert not np.allclose(feats["head-first-step"][0], feats["head-first-step"][1])  # and differs by frame
+
+
+def test_an_autoencoder_checkpoint_is_probed_on_its_latent_alone(checkpoints, tmp_path):
+    from eval.policies import PolicySpecError, load_policy_spec
+
+    with pytest.raises(PolicySpecError, match="cannot act"):  # evaluation refuses it ...
+        load_policy_spec(str(checkpoints / "vp-vae"))
+    out = tmp_path / "probe.csv"  # ... the probe reads its latent
+    assert main([str(checkpoints / "vp-vae"), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "10",
+                 "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert set(df[df.checkpoint == str(checkpoints / "vp-vae")].features) == {"latent"}
