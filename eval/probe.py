@@ -229,9 +229,10 @@ def reconstruction_grid(policies: dict, frames: np.ndarray, path: Path, count: i
     vps = [p for p in policies.values() if is_video_policy(p)]
     if not vps:
         raise ValueError("--grid draws Video Policy reconstructions: give at least one Video Policy checkpoint")
-    images = torch.from_numpy(frames[:count]).movedim(-1, -3)
+    first = torch.from_numpy(frames[:count])
+    images = first.movedim(-1, -3)
     size = (vps[0].config.image_size,) * 2
-    rows = [resize_frames(torch.from_numpy(frames[:count]), size)]
+    rows = [resize_frames(first, size)]
     with torch.no_grad():
         rows += [resize_frames(p.decode_latents(p.encode_frames(images)), size) for p in vps]
     grid = torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0).numpy()
@@ -290,17 +291,14 @@ def probe(checkpoints: list[str], protocol: str, tasks: list[str], split: str = 
             camera = policy.config.camera
             if camera not in by_camera:
                 by_camera[camera] = obs = first_observations(protocol, task, split, episodes, camera)
+                pixels = pixel_features(obs["frames"])
                 for name, pos in obs["positions"].items():  # the reference: a linear read of the frame itself
                     if 100 * span(pos[:, :2]) >= RANDOMISED_CM:
                         rows.append({"checkpoint": "(the frame)", "encoder": "none",
                                      "features": f"pixels-{PIXELS}x{PIXELS}", "task": task, "object": name,
                                      "split": split, "episodes": episodes, "camera": camera,
-                                     **score(pixel_features(obs["frames"]), pos[:, :2], folds)})
+                                     **score(pixels, pos[:, :2], folds)})
             obs = by_camera[camera]
-            if grid is not None and task == tasks[0] and spec == next(
-                    (k for k, p in policies.items() if is_video_policy(p)), None):
-                reconstruction_grid({k: p for k, p in policies.items() if p.config.camera == camera}, obs["frames"],
-                                    grid)
             for kind in ("trained", "random-init"):
                 for features, feats in policy_features(policy, obs, untrained=kind == "random-init").items():
                     for name, pos in obs["positions"].items():
@@ -310,6 +308,10 @@ def probe(checkpoints: list[str], protocol: str, tasks: list[str], split: str = 
                         rows.append({"checkpoint": spec, "encoder": kind, "features": features, "task": task,
                                      "object": name, "split": split, "episodes": episodes, "camera": camera,
                                      **score(feats, xy, folds)})
+        if grid is not None and task == tasks[0]:  # the first Video Policy's camera, and every VP reading it
+            camera = next(p for p in policies.values() if is_video_policy(p)).config.camera
+            reconstruction_grid({k: p for k, p in policies.items() if p.config.camera == camera},
+                                by_camera[camera]["frames"], grid)
     return pd.DataFrame(rows)
 
 

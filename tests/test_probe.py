@@ -171,3 +171,14 @@ def test_an_autoencoder_checkpoint_is_probed_on_its_latent_alone(checkpoints, tm
                  "--out", str(out)]) == 0
     df = pd.read_csv(out)
     assert set(df[df.checkpoint == str(checkpoints / "vp-vae")].features) == {"latent"}
+
+
+def test_a_corrupt_autoencoder_checkpoint_is_one_line_and_exit_2(checkpoints, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "vp-vae"
+    shutil.copytree(checkpoints / "vp-vae", bad)
+    (bad / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert main([str(bad), "--protocol", "metaworld-lite-v2", "--task", TASK, "--episodes", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("eval.probe: error:") and str(bad) in err[0]
