@@ -114,7 +114,7 @@ def test_every_recipe_composes_into_a_valid_training_config():
 
     names = sorted(p.stem for p in (Path(vp_agent.train.__file__).parent / "conf" / "recipe").glob("*.yaml"))
     assert {"bc-lite-v2", "bc-state-lite-v2", "dp-lite-v2", "vp-lite-v2", "vp-head9k-lite-v2",
-            "vp-ae8-lite-v2", "vp-aelong-lite-v2",
+            "vp-ae8-lite-v2", "vp-aelong-lite-v2", "vp-headlatent-lite-v2",
             "vp-pretrain-metaworld", "vp-pretrained-lite-v2", "vp-pretrained-aeft-lite-v2"} <= set(names)
     with initialize_config_module(config_module="vp_agent.conf", version_base=None):
         for name in names:
@@ -145,7 +145,9 @@ def test_every_recipe_composes_into_a_valid_training_config():
                     assert config.stage_steps["video"] == 3000, name
                     # the autoencoder fixes tried on robosuite-lite-v2's Stack: 8 latent channels, or 3x the steps
                     assert config.latent_channels == (8 if "ae8" in name else 4), name
-                    assert config.stage_steps["vae"] == (2400 if "aelong" in name else 800), name
+                    assert config.stage_steps["vae"] == (2400 if "aelong" in name or "headlatent" in name else 800), name
+                    # the head fix tried: it also reads the current frame's latent
+                    assert ("latent" in config.feature_blocks) == ("headlatent" in name), name
                 # a pretrained video model fits the runs that reuse it: one architecture and image size
                 assert (config.image_size, tuple(config.unet_channels), tuple(config.vae_channels)) == (64, (32, 64),
                                                                                           (16, 32, 64, 64)), name

@@ -318,8 +318,37 @@ def test_keypoint_pooler_keeps_where_and_when_the_mean_pooler_loses():
         VideoPolicyConfig(pool="max")
 
 
+def test_the_head_reads_the_current_frames_latent_when_asked_and_only_then():
+    """feature_blocks + 'latent': the conditioning frame's latent reaches the action head beside the U-Net
+    blocks (a frame that differs gives other head features even with the U-Net's features held fixed); without
+    it, the head sees the frame only through the U-Net."""
+    from vp_agent.data import MinMax
+
+    stats = {key: MinMax(-np.ones(4, np.float32), np.ones(4, np.float32)) for key in ("action", "state")}
+    torch.manual_seed(0)
+    policy = make_policy("video_policy", {**TINY, "pool": "keypoints", "feature_blocks": ["mid", "latent"]},
+                         stats, 4, 4).eval()
+    assert policy.fuse[0].in_features == 2 * policy.poolers["mid"].out_dim
+    text = torch.zeros(1, policy.text_encoder.dim)
+    x = torch.randn(1, policy.config.num_frames, 4, policy.latent_size, policy.latent_size)
+    sigma = torch.ones(1)
+    cond = torch.randn(1, 1, 4, policy.latent_size, policy.latent_size)
+    with torch.no_grad():
+        policy._video_denoise(x, sigma, cond, text)
+        assert torch.equal(policy._features["latent"][0], cond[0, 0])
+        first = policy._read_features(sigma, 1)
+        policy._features["latent"] = policy._features["latent"] + 1.0  # another frame, same U-Net features
+        assert (policy._read_features(sigma, 1) - first).abs().max() > 1e-3
+    plain = make_policy("video_policy", {**TINY, "pool": "keypoints"}, stats, 4, 4).eval()
+    with torch.no_grad():
+        plain._video_denoise(x, sigma, cond, text)
+    assert "latent" not in plain._features
+    actions, _ = policy.sample(torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8), text, torch.zeros(1, 1, 4))
+    assert actions.shape == (1, 8, 4)
+
+
 def test_config_errors_list_valid_values():
-    with pytest.raises(ValueError, match="unknown feature_blocks .*valid: mid, up0, up1"):
+    with pytest.raises(ValueError, match="unknown feature_blocks .*valid: mid, up0, up1, latent"):
         VideoPolicyConfig(feature_blocks=("down0",))
     with pytest.raises(ValueError, match="horizon .* multiple of frame_stride"):
         VideoPolicyConfig(horizon=18)

@@ -50,7 +50,10 @@ class VideoPolicyConfig:
             heads per level, ResNet layers per block; ``unet_path`` loads a pretrained one (e.g. SVD's ``unet``)
             and replaces its cross-attention context projection when the text size differs.
         feature_blocks: video U-Net blocks the action head reads: 'mid' (bottleneck) or 'up<i>' (decoder
-            block i, 0 = lowest resolution); the paper reads the bottleneck and the decoder blocks.
+            block i, 0 = lowest resolution); the paper reads the bottleneck and the decoder blocks. 'latent'
+            (not in the paper) adds the current frame's autoencoder latent, pooled like a block: the head then
+            reads the frame beside the video model's features (recipe vp-headlatent-lite-v2, where probes found
+            the U-Net features lose what the latent holds).
         pool_channels, feature_dim: the 3-D conv pooler per block and camera, and the fused feature size.
         pool: how the pooler reduces its (channels, frames, h, w) map: ``mean`` (global average, the default
             so far) or ``keypoints`` (the mean plus a spatial-softmax position per channel and generated frame:
@@ -151,7 +154,7 @@ class VideoPolicyConfig:
         if len(self.unet_heads) != len(self.unet_channels):
             raise ValueError(f"unet_heads {list(self.unet_heads)} needs one entry per unet_channels level "
                              f"{list(self.unet_channels)}")
-        valid = ["mid"] + [f"up{i}" for i in range(len(self.unet_channels))]
+        valid = ["mid"] + [f"up{i}" for i in range(len(self.unet_channels))] + ["latent"]
         bad = [b for b in self.feature_blocks if b not in valid]
         if bad or not self.feature_blocks:
             raise ValueError(f"unknown feature_blocks {bad or '[]'}; valid: {', '.join(valid)}")

@@ -152,6 +152,8 @@ class VideoPolicy(TorchPolicy):
                                              c.step_embed_dim)
         self._features: dict[str, torch.Tensor] = {}
         for b in c.feature_blocks:
+            if b == "latent":  # not a U-Net block: _video_denoise stores the conditioning latent
+                continue
             module = self.unet.mid_block if b == "mid" else self.unet.up_blocks[int(b[2:])]
             module.register_forward_hook(self._hook(b))
         self.generated: dict[int, np.ndarray] = {}  # env slot -> last generated video (cams, F, H, W, 3) uint8
@@ -185,7 +187,7 @@ class VideoPolicy(TorchPolicy):
 
     def _block_channels(self) -> dict[str, int]:
         ch = list(self.unet.config.block_out_channels)
-        out = {"mid": ch[-1]}
+        out = {"mid": ch[-1], "latent": self.vae.config.latent_channels}
         for i in range(len(ch)):
             out[f"up{i}"] = list(reversed(ch))[i]
         return out
@@ -340,6 +342,8 @@ class VideoPolicy(TorchPolicy):
         b = len(x)
         c_skip, c_out, c_in = self._video_precond(sigma, x.ndim)
         cond = cond_latent.repeat_interleave(self.config.num_frames, dim=1)
+        if "latent" in self.config.feature_blocks:  # the current frame's latent, shaped as a block's features
+            self._features["latent"] = cond.flatten(0, 1)
         inp = torch.cat([c_in * x, cond], dim=2)
         out = self.unet(inp, 0.25 * sigma.log(), self._context(text), self._added_time_ids(b, x.device)).sample
         return c_skip * x + c_out * out
