@@ -388,10 +388,46 @@ def offline_table(rows: pd.DataFrame | None = None, folder: Path = OFFLINE, patt
     return "\n".join(lines) + "\n"
 
 
+PROBES = Path(__file__).resolve().parents[1] / "results" / "probes"
+
+
+def probe_table(rows: pd.DataFrame | None = None, folder: Path = PROBES, pattern: str = "rs2-vp*.csv") -> str:
+    """The linear probes (``python -m eval.probe``) committed under ``results/probes``: one row per checkpoint
+    and feature set (trained weights only; the frame's own pixels once), one column per task object, each cell
+    the cross-validated mean error in cm with R^2 in brackets; the last row is the error of guessing the mean
+    layout. A checkpoint probed in several files keeps the numbers of the last file in the order of their stems
+    (rs2-vp before rs2-vp-ae8). ``rows`` is unused."""
+    files = sorted(Path(folder).glob(pattern), key=lambda p: p.stem)  # rs2-vp before rs2-vp-ae8
+    frames, need = [], {"checkpoint", "encoder", "features", "task", "object", "r2", "err_cm", "spread_cm"}
+    for path in files:
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:  # shown, not dropped
+            return f"Probe file {path} is unreadable: {type(exc).__name__}: {exc}\n"
+        if not need <= set(frame.columns):
+            return f"Probe file {path} is unreadable: no columns {', '.join(sorted(need - set(frame.columns)))}\n"
+        frames.append(frame)
+    if not frames:
+        return f"No probes matching {pattern} in {folder}.\n"
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["encoder"] != "random-init"].drop_duplicates(["checkpoint", "features", "task", "object"], keep="last")
+    df = df.assign(column=df["task"] + " " + df["object"], reference=df["encoder"] != "none")
+    df = df.sort_values("reference", kind="stable")  # the frame's own pixels first, then files in name order
+    columns = list(dict.fromkeys(df["column"]))
+    lines = ["| checkpoint | features | " + " | ".join(columns) + " |", "|" + "---|" * (2 + len(columns))]
+    for (ckpt, feats), g in df.groupby(["checkpoint", "features"], sort=False):
+        cell = {r.column: f"{r.err_cm:.1f} ({r.r2:.2f})" for r in g.itertuples()}
+        name = str(ckpt).removeprefix("runs/train/").removesuffix("/checkpoints/last")
+        lines.append(f"| `{name}` | {feats} | " + " | ".join(cell.get(c, "") for c in columns) + " |")
+    spread = df.groupby("column")["spread_cm"].first()
+    lines.append("| (guessing the mean layout) | | " + " | ".join(f"{spread[c]:.1f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
 README_BLOCKS = {"render-fix": lambda rows: render_fix_comparison(rows, heading_level=3), "headline": headline,
                  "v2-per-task": per_task_table, "v2-offline": offline_table,
                  "v2-per-task-full-data": lambda rows: per_task_table(rows, full_data=True),
-                 "v2-sample-efficiency": lambda rows: sample_efficiency_block(rows)}
+                 "v2-sample-efficiency": lambda rows: sample_efficiency_block(rows), "rs2-probe": probe_table}
 
 
 def readme_block(name: str, rows: pd.DataFrame) -> str:

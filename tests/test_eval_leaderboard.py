@@ -353,6 +353,31 @@ def test_offline_table_lists_each_committed_score_file_with_the_error_split(tmp_
     assert "No offline scores" in offline_table(folder=tmp_path / "none")
 
 
+def test_probe_table_is_generated_from_the_committed_probe_files(tmp_path):
+    """The docs' probe table comes from results/probes/*.csv: trained features only, the frame's own pixels
+    first and once, one column per task object, the mean-layout guess last; an unreadable file says so."""
+    from eval.leaderboard import probe_table
+
+    cols = "checkpoint,encoder,features,task,object,split,episodes,camera,r2,err_cm,spread_cm\n"
+    frame = "(the frame),none,pixels-16x16,Stack,cubeA,test,200,agentview,0.9892,0.5491,6.161\n"
+    (tmp_path / "rs2-vp.csv").write_text(
+        cols + frame + "runs/train/a/checkpoints/last,trained,latent,Stack,cubeA,test,200,agentview,0.51,4.004,6.161\n"
+        "runs/train/a/checkpoints/last,random-init,latent,Stack,cubeA,test,200,agentview,0.21,5.314,6.161\n"
+        "runs/train/a/checkpoints/last,trained,latent,Lift,cube,test,200,agentview,0.99,0.1756,2.225\n")
+    (tmp_path / "rs2-vp-b.csv").write_text(
+        cols + frame + "runs/train/b/checkpoints/vae,trained,latent,Stack,cubeA,test,200,agentview,0.71,2.971,6.161\n")
+    (tmp_path / "other.csv").write_text("not a probe")  # outside the pattern: not read
+    lines = probe_table(folder=tmp_path).strip().splitlines()
+    assert lines[0] == "| checkpoint | features | Stack cubeA | Lift cube |"
+    assert lines[2] == "| `(the frame)` | pixels-16x16 | 0.5 (0.99) |  |"
+    assert lines[3] == "| `a` | latent | 4.0 (0.51) | 0.2 (0.99) |"
+    assert lines[4] == "| `b/checkpoints/vae` | latent | 3.0 (0.71) |  |"
+    assert lines[5] == "| (guessing the mean layout) | | 6.2 | 2.2 |" and len(lines) == 6
+    (tmp_path / "rs2-vp-c.csv").write_bytes(b"\x00\x01")
+    assert "rs2-vp-c.csv is unreadable" in probe_table(folder=tmp_path)
+    assert "No probes matching" in probe_table(folder=tmp_path / "none")
+
+
 def test_runs_of_one_recipe_from_different_pretrained_video_models_are_not_pooled(tmp_path):
     """A recipe names its pretrained video model by folder: when the folder was pretrained again, the runs of
     the two models get their own lines (<hash>/<model>); runs that recorded no model hash pool as before."""
